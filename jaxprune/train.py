@@ -1,0 +1,717 @@
+"""Training with trajectory recording: a jitted epoch (``lax.scan`` over batches) that records every
+kernel weight after every optimizer step into a device ring buffer and hands out each window of
+the trajectory as soon as its epoch is done.
+
+Terms (steps are counted from 1; step ``s`` is the ``s``-th optimizer update):
+
+* trajectory ``w[0..T-1]``: ``w[i]`` are all kernel weights (flat axis of `jaxprune.weights`) after
+  step ``i + 1``; biases are not recorded.
+* window ``k`` covers ``w[stride*k : stride*k + window]``; its end step is ``stride*k + window``
+  (for the paper's 50 / 45 that is ``int(50 * 0.9 * (k + 1) + 5)``). Windows are complete ones
+  only: ``n_windows = (T - window) // stride + 1``.
+* risk ``k`` = ``1 - accuracy`` at window ``k``'s end step: accuracy of the whole training split
+  under the weights after that step (``risk="train"``, default), or of that step's mini-batch in
+  its own forward pass (``risk="batch"``: free, noisier).
+
+Memory: the device holds the params, the optimizer state, the ring buffer ``(window, n_weights)``
+float32 and, per epoch, at most ``windows_per_epoch`` outputs of `window_fn` (by default the raw
+window, ``(window, n_weights)`` float32 each). The whole history never sits in memory unless the
+caller asks for it (`keep_trajectory`, a memory-mapped ``.npy`` file on the host).
+
+Reproducibility: `TrainConfig.seed` fixes the initial weights (``nnx.Rngs(seed)``) and the
+batch order of every epoch (``fold_in(PRNGKey(seed), epoch)``); a run resumed from an epoch-end
+checkpoint continues bit for bit as the uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxprune import models
+from jaxprune.weights import flatten_kernels, kernel_layout
+
+PyTree = Any
+RISK_KINDS = ("train", "batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that fixes a training run (net, optimizer, batching, recording, seed).
+
+    The defaults are the original LEGCNet MNIST setup: 784-50-30-10 (``hidden=(50, 30)``, input and
+    output sizes come from the data), sigmoid hidden units, MSE on one-hot targets, plain SGD with
+    learning rate 0.5, batch 128, 50 epochs, PyTorch's default init; windows of 50 steps with
+    stride 45 (10 % overlap).
+    """
+
+    hidden: tuple[int, ...] = (50, 30)
+    activation: str = "sigmoid"
+    loss: str = "mse"
+    init: str = "torch"
+    optimizer: str = "sgd"
+    learning_rate: float = 0.5
+    batch_size: int = 128
+    epochs: int = 50
+    seed: int = 0
+    window: int = 50
+    stride: int = 45
+    risk: str = "train"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in models.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(models.ACTIVATIONS)}")
+        if self.loss not in models.LOSSES:
+            raise ValueError(f"loss must be one of {models.LOSSES}, got {self.loss!r}")
+        if self.risk not in RISK_KINDS:
+            raise ValueError(f"risk must be one of {RISK_KINDS}, got {self.risk!r}")
+        for name in ("batch_size", "epochs", "window", "stride"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.window < 2:
+            raise ValueError(f"window must be >= 2 steps, got {self.window}")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Named configs. The original's 50 full-MNIST epochs are ~11,500 steps; mnist5k has 28 steps per
+# epoch, so its "original" run is sized by steps (400 epochs = 11,200 steps): see spec/legcnet.md.
+CONFIGS: dict[str, TrainConfig] = {
+    "original_mnist": TrainConfig(),
+    "original_mnist5k": TrainConfig(epochs=400),
+    "quick": TrainConfig(epochs=60),
+}
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optax optimizer named by ``config.optimizer`` (any ``optax.<name>(learning_rate)``)."""
+    factory = getattr(optax, config.optimizer, None)
+    if factory is None or not callable(factory):
+        raise ValueError(f"optax has no optimizer named {config.optimizer!r}")
+    return factory(config.learning_rate)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Mini-batches per epoch; the last one may be partial (PyTorch ``drop_last=False``)."""
+    return math.ceil(n_train / batch_size)
+
+
+def window_count(n_steps: int, window: int, stride: int) -> int:
+    """Number of complete windows in a trajectory of `n_steps` recorded steps."""
+    return 0 if n_steps < window else (n_steps - window) // stride + 1
+
+
+def window_end_steps(n_windows: int, window: int, stride: int) -> np.ndarray:
+    """End step (1-based optimizer step) of each window, int64 ``(n_windows,)``."""
+    return stride * np.arange(n_windows, dtype=np.int64) + window
+
+
+def max_windows_per_epoch(n_steps_epoch: int, stride: int) -> int:
+    """Most windows that can complete inside one epoch of `n_steps_epoch` steps."""
+    return (n_steps_epoch - 1) // stride + 1
+
+
+class TrainState(NamedTuple):
+    """Device state carried across steps and epochs (all arrays; a pytree).
+
+    params: the model params (nested dict). opt_state: optax state. step: int32 scalar, steps done.
+    ring: ``(window, n_weights)`` float32, ``ring[i % window]`` holds ``w[i]``.
+    """
+
+    params: PyTree
+    opt_state: PyTree
+    step: jax.Array
+    ring: jax.Array
+
+
+class EpochOutput(NamedTuple):
+    """What one epoch hands out (device arrays; ``W = windows_per_epoch``, ``S`` steps per epoch).
+
+    windows: `window_fn` outputs stacked ``(W, ...)``; only the first `n_windows` are real.
+    n_windows: int32 scalar. end_steps: ``(W,)`` int32. accuracy: ``(W,)`` float32 accuracy at each
+    window's end step (see `TrainConfig.risk`). loss, batch_accuracy: ``(S,)`` per step.
+    trajectory: ``(S, n_weights)`` float32 when the epoch function records it, else ``None``.
+    """
+
+    windows: PyTree
+    n_windows: jax.Array
+    end_steps: jax.Array
+    accuracy: jax.Array
+    loss: jax.Array
+    batch_accuracy: jax.Array
+    trajectory: jax.Array | None
+
+
+def accuracy(apply: Callable, params: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Fraction of ``y`` (``(n,)`` int) predicted right from ``x`` (``(n, features)``)."""
+    return jnp.mean(models.predict_labels(apply(params, x)) == y)
+
+
+def batch_order(seed: int, epoch: jax.Array | int, n_train: int, batch_size: int):
+    """Example indices ``(S, batch)`` and weights ``(S, batch)`` (0 for padding) of one epoch."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
+    perm = jax.random.permutation(key, n_train)
+    n_steps = steps_per_epoch(n_train, batch_size)
+    pad = n_steps * batch_size - n_train
+    idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]).reshape(n_steps, batch_size)
+    weight = jnp.concatenate([jnp.ones((n_train,)), jnp.zeros((pad,))]).reshape(idx.shape)
+    return idx, weight.astype(jnp.float32)
+
+
+def make_step(apply: Callable, tx: optax.GradientTransformation, loss_name: str):
+    """One optimizer step ``(params, opt_state, xb, yb, wb) -> (params, opt_state, loss, acc)``.
+
+    The loss is the weighted mean of per-example losses (weights 0 mark padding of the last,
+    partial batch), so a partial batch trains exactly like PyTorch's smaller last batch.
+    """
+
+    def loss_fn(params, xb, yb, wb):
+        logits = apply(params, xb)
+        per_example = models.per_example_loss(logits, yb, loss_name)
+        loss = jnp.sum(per_example * wb) / jnp.sum(wb)
+        correct = (models.predict_labels(logits) == yb).astype(jnp.float32)
+        return loss, jnp.sum(correct * wb) / jnp.sum(wb)
+
+    def step(params, opt_state, xb, yb, wb):
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, xb, yb, wb)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, loss, acc
+
+    return step
+
+
+def make_epoch_fn(
+    apply: Callable,
+    tx: optax.GradientTransformation,
+    config: TrainConfig,
+    n_train: int,
+    *,
+    window_fn: Callable[[jax.Array], PyTree] | None = None,
+    record_trajectory: bool = False,
+) -> Callable:
+    """The jitted epoch ``(state, x_train, y_train, epoch) -> (state, EpochOutput)``.
+
+    Each step records ``flatten_kernels(params)`` into the ring buffer; when a window completes,
+    the window (ordered oldest first, ``(window, n_weights)``) goes through `window_fn` (identity
+    by default) into the epoch's output slots, with the accuracy at that step.
+    """
+    step_fn = make_step(apply, tx, config.loss)
+    window, stride = config.window, config.stride
+    n_steps = steps_per_epoch(n_train, config.batch_size)
+    slots = max_windows_per_epoch(n_steps, stride)
+    window_fn = window_fn if window_fn is not None else (lambda w: w)
+
+    def epoch_fn(state: TrainState, x_train, y_train, epoch):
+        idx, wts = batch_order(config.seed, epoch, n_train, config.batch_size)
+        out_struct = jax.eval_shape(window_fn, state.ring)
+        out0 = jax.tree.map(lambda s: jnp.zeros((slots,) + s.shape, s.dtype), out_struct)
+        acc0 = jnp.zeros((slots,), jnp.float32)
+        end0 = jnp.zeros((slots,), jnp.int32)
+
+        def body(carry, batch):
+            state, outs, accs, ends, n_out = carry
+            bidx, bw = batch
+            params, opt_state, loss, batch_acc = step_fn(
+                state.params, state.opt_state, x_train[bidx], y_train[bidx], bw
+            )
+            w = flatten_kernels(params).astype(jnp.float32)
+            ring = state.ring.at[state.step % window].set(w)
+            n_rec = state.step + 1
+            complete = (n_rec >= window) & ((n_rec - window) % stride == 0)
+
+            def emit(operands):
+                outs, accs, ends, n_out = operands
+                ordered = jnp.roll(ring, -(n_rec % window), axis=0)
+                out = window_fn(ordered)
+                if config.risk == "train":
+                    acc = accuracy(apply, params, x_train, y_train)
+                else:
+                    acc = batch_acc
+                outs = jax.tree.map(lambda o, v: o.at[n_out].set(v), outs, out)
+                accs = accs.at[n_out].set(acc.astype(jnp.float32))
+                ends = ends.at[n_out].set(n_rec.astype(jnp.int32))
+                return outs, accs, ends, n_out + 1
+
+            outs, accs, ends, n_out = jax.lax.cond(
+                complete, emit, lambda o: o, (outs, accs, ends, n_out)
+            )
+            new_state = TrainState(params, opt_state, n_rec, ring)
+            per_step = (loss, batch_acc, w if record_trajectory else None)
+            return (new_state, outs, accs, ends, n_out), per_step
+
+        init = (state, out0, acc0, end0, jnp.int32(0))
+        (state, outs, accs, ends, n_out), (losses, batch_accs, traj) = jax.lax.scan(
+            body, init, (idx, wts)
+        )
+        return state, EpochOutput(outs, n_out, ends, accs, losses, batch_accs, traj)
+
+    # Donating the state lets XLA update params and ring buffer in place on GPU/TPU; the CPU
+    # backend cannot use donated buffers and would only warn.
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    return jax.jit(epoch_fn, donate_argnums=donate)
+
+
+@dataclasses.dataclass
+class RecordedWindow:
+    """One completed window as the stream yields it.
+
+    index: window number k. end_step: its end step (1-based). accuracy: accuracy at that step
+    (risk = 1 - accuracy). value: ``window_fn`` of the window; by default the weights
+    ``(window, n_weights)`` float32 on device, oldest step first.
+    """
+
+    index: int
+    end_step: int
+    accuracy: float
+    value: Any
+
+    @property
+    def risk(self) -> float:
+        return 1.0 - self.accuracy
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `Trainer.fit` returns (host values)."""
+
+    params: PyTree
+    init_params: PyTree
+    config: TrainConfig
+    epochs: int
+    steps: int
+    train_accuracy: float
+    test_accuracy: float | None
+    history: dict
+    window_accuracy: np.ndarray  # (n_windows,) accuracy at each window's end step
+    window_end_steps: np.ndarray  # (n_windows,)
+    window_outputs: Any  # stacked window_fn outputs (n_windows, ...) when kept, else None
+    epoch_seconds: list
+    n_weights: int
+
+    @property
+    def risk(self) -> np.ndarray:
+        """Misclassification risk ``1 - accuracy`` at each window's end step."""
+        return 1.0 - self.window_accuracy
+
+    def metrics(self) -> dict:
+        return {
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "n_weights": self.n_weights,
+            "n_windows": int(len(self.window_end_steps)),
+            "seconds_per_epoch": float(np.mean(self.epoch_seconds)) if self.epoch_seconds else None,
+            "history": self.history,
+            "config": self.config.to_dict(),
+        }
+
+
+class Trainer:
+    """Trains one MLP on a data set, recording the weight trajectory window by window.
+
+    Args:
+      config: the `TrainConfig`.
+      x_train, y_train: ``(n, features)`` float32 and ``(n,)`` int labels; x_test, y_test optional.
+      n_classes: number of classes; 2 with ``binary_output=True`` gives one sigmoid output unit.
+      tx: an optax optimizer; default `make_optimizer(config)`. Wrap it with
+        `jaxprune.prune.masked` for sparse training.
+      init_params: start from these params instead of the seeded init (sparse retraining).
+      window_fn: applied on device to every completed window (e.g. a Lyapunov kernel); its outputs
+        are kept for the whole run when `keep_window_outputs` (the default when window_fn is set).
+      keep_trajectory: path of a ``.npy`` file to memory-map the full trajectory
+        ``(T, n_weights)`` float32 into (optional).
+      checkpoint_dir: orbax checkpoints of the full state at every epoch end.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        *,
+        n_classes: int,
+        x_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
+        binary_output: bool = False,
+        tx: optax.GradientTransformation | None = None,
+        init_params: PyTree | None = None,
+        window_fn: Callable[[jax.Array], PyTree] | None = None,
+        keep_window_outputs: bool | None = None,
+        keep_trajectory: str | os.PathLike | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+    ):
+        x_train = np.asarray(x_train)
+        y_train = np.asarray(y_train)
+        if x_train.ndim != 2 or y_train.shape != (x_train.shape[0],):
+            raise ValueError(
+                f"x_train must be (n, features) and y_train (n,); got {x_train.shape}, {y_train.shape}"
+            )
+        if x_train.shape[0] < 1:
+            raise ValueError("x_train is empty")
+        if not np.issubdtype(y_train.dtype, np.integer):
+            raise TypeError(f"y_train must hold integer class labels, got {y_train.dtype}")
+        self.config = config
+        n_out = 1 if (binary_output and n_classes == 2) else n_classes
+        self.widths = (x_train.shape[1], *config.hidden, n_out)
+        self.apply, seeded = models.init_mlp(
+            self.widths, activation=config.activation, init=config.init, seed=config.seed
+        )
+        self.init_params = seeded if init_params is None else init_params
+        self.layout = kernel_layout(self.init_params)
+        self.tx = tx if tx is not None else make_optimizer(config)
+        self.x_train = jnp.asarray(x_train, jnp.float32)
+        self.y_train = jnp.asarray(y_train, jnp.int32)
+        self.x_test = None if x_test is None else jnp.asarray(x_test, jnp.float32)
+        self.y_test = None if y_test is None else jnp.asarray(y_test, jnp.int32)
+        self.n_train = int(x_train.shape[0])
+        self.steps_per_epoch = steps_per_epoch(self.n_train, config.batch_size)
+        self.window_fn = window_fn
+        self.keep_window_outputs = (
+            (window_fn is not None) if keep_window_outputs is None else keep_window_outputs
+        )
+        self.keep_trajectory = None if keep_trajectory is None else Path(keep_trajectory)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir).absolute()
+        self._epoch_fn = make_epoch_fn(
+            self.apply,
+            self.tx,
+            config,
+            self.n_train,
+            window_fn=window_fn,
+            record_trajectory=self.keep_trajectory is not None,
+        )
+        self._accuracy = jax.jit(lambda p, x, y: accuracy(self.apply, p, x, y))
+
+    # ----------------------------------------------------------------- state
+    @property
+    def n_weights(self) -> int:
+        return self.layout.n_weights
+
+    def total_windows(self, epochs: int | None = None) -> int:
+        epochs = self.config.epochs if epochs is None else epochs
+        return window_count(epochs * self.steps_per_epoch, self.config.window, self.config.stride)
+
+    def window_output_struct(self) -> PyTree:
+        """Shape and dtype of `window_fn`'s output for one window (a ShapeDtypeStruct pytree)."""
+        fn = self.window_fn if self.window_fn is not None else (lambda w: w)
+        ring = jax.ShapeDtypeStruct((self.config.window, self.n_weights), jnp.float32)
+        return jax.eval_shape(fn, ring)
+
+    def initial_state(self) -> TrainState:
+        # A copy: the epoch function may donate the state, and init_params must survive it.
+        params = jax.tree.map(lambda a: jnp.array(a, copy=True), self.init_params)
+        ring = jnp.zeros((self.config.window, self.n_weights), jnp.float32)
+        return TrainState(params, self.tx.init(params), jnp.int32(0), ring)
+
+    def evaluate(self, params: PyTree, split: str = "train") -> float:
+        """Accuracy of `params` on the ``train`` or ``test`` split."""
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+        if x is None:
+            raise ValueError(f"no {split} split was given")
+        return float(self._accuracy(params, x, y))
+
+    # ------------------------------------------------------------ streaming
+    def run_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, EpochOutput]:
+        """One jitted epoch (the input state is donated: do not reuse it)."""
+        return self._epoch_fn(state, self.x_train, self.y_train, jnp.int32(epoch))
+
+    @staticmethod
+    def windows_of(out: EpochOutput, first_index: int) -> list[RecordedWindow]:
+        """The completed windows of one epoch, numbered from `first_index`."""
+        n = int(out.n_windows)
+        ends = np.asarray(out.end_steps)[:n]
+        accs = np.asarray(out.accuracy)[:n]
+        return [
+            RecordedWindow(
+                first_index + i,
+                int(ends[i]),
+                float(accs[i]),
+                jax.tree.map(lambda a, i=i: a[i], out.windows),
+            )
+            for i in range(n)
+        ]
+
+    def stream(self, *, epochs: int | None = None) -> Iterator[RecordedWindow]:
+        """Train from the seeded init and yield every window as soon as its epoch ends.
+
+        Only the ring buffer and one epoch's windows live on device at a time.
+        """
+        state = self.initial_state()
+        k = 0
+        for epoch in range(self.config.epochs if epochs is None else epochs):
+            state, out = self.run_epoch(state, epoch)
+            for win in self.windows_of(out, k):
+                yield win
+            k += int(out.n_windows)
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self,
+        *,
+        epochs: int | None = None,
+        resume: bool = False,
+        target_train_accuracy: float | None = None,
+        on_window: Callable[[RecordedWindow], None] | None = None,
+        progress: bool = False,
+        progress_desc: str = "train",
+    ) -> TrainResult:
+        """Train for `epochs` (default ``config.epochs``), checkpointing at every epoch end.
+
+        Args:
+          resume: continue from the latest checkpoint in `checkpoint_dir` (identical result to
+            an uninterrupted run).
+          target_train_accuracy: stop after the first epoch whose end-of-epoch training accuracy
+            reaches it (sparse retraining to a threshold); `history` says where it stopped.
+          on_window: called with each `RecordedWindow` in order (streaming consumers).
+        """
+        epochs = self.config.epochs if epochs is None else int(epochs)
+        n_windows = self.total_windows(epochs)
+        store = _WindowStore(n_windows, self.window_output_struct() if self.keep_window_outputs else None)
+        history = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
+        state = self.initial_state()
+        start_epoch = 0
+        ckpt = _Checkpointer(self.checkpoint_dir) if self.checkpoint_dir else None
+        if resume:
+            if ckpt is None:
+                raise ValueError("resume=True needs a checkpoint_dir")
+            restored = ckpt.restore_latest(state, store)
+            if restored is not None:
+                state, store, history, start_epoch = restored
+        traj = self._open_trajectory(epochs, start_epoch * self.steps_per_epoch if resume else 0)
+        bar = _progress(epochs, start_epoch, progress, progress_desc)
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, epochs):
+                t0 = time.perf_counter()
+                state, out = self.run_epoch(state, epoch)
+                wins = self.windows_of(out, store.count)
+                train_acc = self.evaluate(state.params, "train")
+                dt = time.perf_counter() - t0
+                for win in wins:
+                    store.add(win)
+                    if on_window is not None:
+                        on_window(win)
+                if traj is not None:
+                    s0 = epoch * self.steps_per_epoch
+                    traj[s0 : s0 + self.steps_per_epoch] = np.asarray(out.trajectory)
+                history["loss"].append(float(np.mean(np.asarray(out.loss))))
+                history["train_accuracy"].append(train_acc)
+                history["epoch_seconds"].append(dt)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", acc=f"{train_acc:.3f}")
+                if ckpt is not None:
+                    ckpt.save(epoch + 1, state, store, history)
+                if target_train_accuracy is not None and train_acc >= target_train_accuracy:
+                    epoch += 1
+                    break
+            else:
+                epoch = epochs
+        finally:
+            if bar is not None:
+                bar.close()
+            if traj is not None:
+                traj.flush()
+            if ckpt is not None:
+                ckpt.close()
+        history["reached_target"] = bool(
+            target_train_accuracy is not None
+            and history["train_accuracy"]
+            and history["train_accuracy"][-1] >= target_train_accuracy
+        )
+        params = jax.device_get(state.params)
+        test_acc = self.evaluate(params, "test") if self.x_test is not None else None
+        return TrainResult(
+            params=params,
+            init_params=jax.device_get(self.init_params),
+            config=self.config,
+            epochs=epoch,
+            steps=int(state.step),
+            train_accuracy=history["train_accuracy"][-1] if history["train_accuracy"] else float("nan"),
+            test_accuracy=test_acc,
+            history=history,
+            window_accuracy=store.accuracy[: store.count].copy(),
+            window_end_steps=store.end_steps[: store.count].copy(),
+            window_outputs=store.outputs_so_far(),
+            epoch_seconds=list(history["epoch_seconds"]),
+            n_weights=self.n_weights,
+        )
+
+    def _open_trajectory(self, epochs: int, steps_done: int):
+        """The ``(epochs * steps_per_epoch, n_weights)`` float32 memmap; on resume, the steps
+        already written (`steps_done`) are kept, also when the file was made for fewer epochs."""
+        if self.keep_trajectory is None:
+            return None
+        shape = (epochs * self.steps_per_epoch, self.n_weights)
+        path = self.keep_trajectory
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = np.load(path, mmap_mode="r") if steps_done and path.exists() else None
+        if old is not None and old.shape == shape:
+            del old
+            return np.load(path, mmap_mode="r+")
+        if old is not None and (old.shape[1] != shape[1] or old.shape[0] < steps_done):
+            raise ValueError(f"{path} holds {old.shape}; cannot continue a {shape} trajectory in it")
+        tmp = path.with_name(path.name + ".tmp")
+        new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        if old is not None:
+            new[:steps_done] = old[:steps_done]
+            del old
+        new.flush()
+        os.replace(tmp, path)
+        return new
+
+
+class _WindowStore:
+    """Host copies of every window's accuracy, end step and (optionally) `window_fn` output."""
+
+    def __init__(self, n_windows: int, output_struct: PyTree | None):
+        self.count = 0
+        self.accuracy = np.zeros((n_windows,), np.float64)
+        self.end_steps = np.zeros((n_windows,), np.int64)
+        self.keep_outputs = output_struct is not None
+        # pytree of (n_windows, ...) host arrays, one slot per window of the run
+        self.outputs = None
+        if output_struct is not None:
+            self.outputs = jax.tree.map(
+                lambda s: np.zeros((n_windows,) + tuple(s.shape), s.dtype), output_struct
+            )
+
+    def add(self, win: RecordedWindow):
+        k = self.count
+        self.accuracy[k] = win.accuracy
+        self.end_steps[k] = win.end_step
+        if self.keep_outputs:
+            value = jax.device_get(win.value)
+            jax.tree.map(lambda o, v: o.__setitem__(k, v), self.outputs, value)
+        self.count += 1
+
+    def outputs_so_far(self):
+        if self.outputs is None:
+            return None
+        return jax.tree.map(lambda o: o[: self.count].copy(), self.outputs)
+
+    def as_tree(self, count: int | None = None) -> dict:
+        """The first `count` (default: all recorded) windows as a pytree of host arrays."""
+        n = self.count if count is None else count
+        tree = {"accuracy": self.accuracy[:n], "end_steps": self.end_steps[:n]}
+        if self.outputs is not None:
+            tree["outputs"] = jax.tree.map(lambda o: o[:n], self.outputs)
+        return tree
+
+    def load(self, tree: dict, count: int):
+        self.count = count
+        self.accuracy[:count] = np.asarray(tree["accuracy"])
+        self.end_steps[:count] = np.asarray(tree["end_steps"])
+        if self.outputs is not None and "outputs" in tree:
+            jax.tree.map(lambda o, v: o.__setitem__(slice(0, count), np.asarray(v)), self.outputs, tree["outputs"])
+
+
+class _Checkpointer:
+    """orbax checkpoints of (train state, window store, history) at epoch ends."""
+
+    def __init__(self, directory: Path):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.manager = ocp.CheckpointManager(
+            directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+        )
+
+    def save(self, epoch: int, state: TrainState, store: _WindowStore, history: dict):
+        ocp = self._ocp
+        self.manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state._asdict()),
+                windows=ocp.args.StandardSave(store.as_tree()),
+                history=ocp.args.JsonSave({**history, "windows_recorded": store.count}),
+            ),
+        )
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, state: TrainState, store: _WindowStore):
+        ocp = self._ocp
+        epoch = self.manager.latest_step()
+        if epoch is None:
+            return None
+        # The history (JSON) says how many windows were recorded, which fixes the shapes to restore.
+        history = dict(
+            self.manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))[
+                "history"
+            ]
+        )
+        count = int(history.pop("windows_recorded"))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
+        abstract_win = jax.tree.map(ocp.utils.to_shape_dtype_struct, store.as_tree(count))
+        restored = self.manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                windows=ocp.args.StandardRestore(abstract_win),
+            ),
+        )
+        store.load(restored["windows"], count)
+        s = restored["state"]
+        new_state = TrainState(s["params"], s["opt_state"], s["step"], s["ring"])
+        return new_state, store, history, int(epoch)
+
+    def close(self):
+        self.manager.close()
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True)
+
+
+def train_on_dataset(dataset, config: TrainConfig, **trainer_kwargs) -> tuple[Trainer, TrainResult]:
+    """Build a `Trainer` for a `jaxprune.data` dataset and fit it (a convenience)."""
+    fit_kwargs = {
+        k: trainer_kwargs.pop(k)
+        for k in ("resume", "progress", "target_train_accuracy", "on_window", "epochs")
+        if k in trainer_kwargs
+    }
+    trainer = Trainer(
+        config,
+        dataset.x_train,
+        dataset.y_train,
+        n_classes=dataset.n_classes,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        **trainer_kwargs,
+    )
+    return trainer, trainer.fit(**fit_kwargs)
+
+
+def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
+    """Write a metrics dict as pretty JSON (numpy scalars converted)."""
+
+    def convert(o):
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(type(o))
+
+    Path(path).write_text(json.dumps(metrics, indent=2, default=convert))
