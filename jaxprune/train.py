@@ -580,6 +580,8 @@ class _WindowStore:
     """Host copies of every window's accuracy, end step and (optionally) `window_fn` output."""
 
     def __init__(self, n_windows: int, output_struct: PyTree | None):
+        # At least one slot: orbax cannot save zero-size arrays (a run shorter than one window).
+        n_windows = max(n_windows, 1)
         self.count = 0
         self.accuracy = np.zeros((n_windows,), np.float64)
         self.end_steps = np.zeros((n_windows,), np.int64)
@@ -607,7 +609,7 @@ class _WindowStore:
 
     def as_tree(self, count: int | None = None) -> dict:
         """The first `count` (default: all recorded) windows as a pytree of host arrays."""
-        n = self.count if count is None else count
+        n = max(self.count if count is None else count, 1)  # see __init__: never zero-size
         tree = {"accuracy": self.accuracy[:n], "end_steps": self.end_steps[:n]}
         if self.outputs is not None:
             tree["outputs"] = jax.tree.map(lambda o: o[:n], self.outputs)
@@ -615,10 +617,14 @@ class _WindowStore:
 
     def load(self, tree: dict, count: int):
         self.count = count
-        self.accuracy[:count] = np.asarray(tree["accuracy"])
-        self.end_steps[:count] = np.asarray(tree["end_steps"])
+        self.accuracy[:count] = np.asarray(tree["accuracy"])[:count]
+        self.end_steps[:count] = np.asarray(tree["end_steps"])[:count]
         if self.outputs is not None and "outputs" in tree:
-            jax.tree.map(lambda o, v: o.__setitem__(slice(0, count), np.asarray(v)), self.outputs, tree["outputs"])
+            jax.tree.map(
+                lambda o, v: o.__setitem__(slice(0, count), np.asarray(v)[:count]),
+                self.outputs,
+                tree["outputs"],
+            )
 
 
 class _Checkpointer:

@@ -24,7 +24,7 @@ PyTree = Any
 KERNEL_NAME = "kernel"
 
 
-def _key_name(key: Any) -> Any:
+def key_name(key: Any) -> Any:
     """The plain name of one jax key-path entry (DictKey, GetAttrKey, SequenceKey...)."""
     for attr in ("key", "name", "idx"):
         if hasattr(key, attr):
@@ -38,7 +38,7 @@ def is_kernel_path(path: tuple) -> bool:
     nnx ``State`` paths end in ``GetAttrKey('value')`` after the variable name; plain dicts end
     in the name itself. Both are recognised.
     """
-    names = [_key_name(k) for k in path]
+    names = [key_name(k) for k in path]
     if names and names[-1] == "value":
         names = names[:-1]
     return bool(names) and names[-1] == KERNEL_NAME
