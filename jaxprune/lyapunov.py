@@ -1,0 +1,700 @@
+"""TISEAN-exact largest Lyapunov exponents (``lyap_r``, Rosenstein) for many series at once.
+
+Public API
+----------
+* :func:`lyap_r` -- TISEAN ``lyap_r`` on series ``x`` of shape ``(..., L)``; returns a
+  :class:`LyapResult` ``(S, found, skipped, status)``. Usable under ``jax.jit`` (``m, d, t, s, r,
+  quantize, chunk_size`` are static Python values).
+* :func:`windowed_le` -- per-window slope ``S(1) - S(0)`` of trajectories ``(T, ...)`` (steps first,
+  as training records them); chunked over weights, returns a :class:`WindowedLE` of NumPy arrays.
+* :func:`windowed_le_update` / :class:`LyapunovStream` -- the streaming form: one window
+  ``(window, n_weights)`` at a time, as the training ring buffer yields it.
+* :func:`quantize_f6` (re-exported from :mod:`jaxprune.lyapunov_reference`) -- MATLAB ``%f``
+  quantisation; ``quantize=True`` in every entry point applies it to the inputs.
+* :class:`Status` -- OK / CONSTANT / TOO_SHORT / NONFINITE.
+
+Modes
+-----
+* **parity** (float64 input, ``jax_enable_x64`` on): reproduces TISEAN 3.0 bit-for-bit up to the
+  order of the final log-sums (|dS| ~ 1e-15): same rescaled series, same squared distances, same
+  neighbour (including the box-order tie-breaking), same ``found`` counts.
+* **fast** (float32 input): the same algorithm in float32; ties and near-ties may resolve to other
+  neighbours, so slopes can differ (``benchmarks/lyapunov.py`` measures how often and by how much).
+Passing float64 data while x64 is disabled raises (JAX would silently truncate to float32).
+:func:`windowed_le` and :class:`LyapunovStream` take ``mode="parity" | "fast" | "auto"``
+(auto: by dtype) so float32 training trajectories (exact in float64) can run in parity mode.
+
+Semantics (spec/lyapunov.md, the closed form)
+---------------------------------------------
+Read against TISEAN's ``lyap_r.c``, two details of the spec are made literal here; the public
+reference set cannot tell them apart (all four combinations match its 722 ``ok`` cases):
+box coordinates are ``(int)(xs * epsinv) & 255`` with ``epsinv = 1.0 / eps`` (TISEAN multiplies
+by the reciprocal), and ``D`` is accumulated ``c = 0, 1, ..., m-1`` (TISEAN's loop order).
+Per reference point n, over admissible candidates (|n - j| > t):
+
+1. ``Dmin = min D``; ``Dmin >= 1`` -> skipped (TISEAN would grow eps forever).
+2. ``k0`` = first level with ``eps_k * eps_k >= Dmin`` (eps iterated ``*= 1.1`` in float64, a
+   short ``while_loop``; one level when eps0 >= 1). TISEAN finishes n at ``k0`` unless none of the
+   candidates with ``D <= eps_k0**2`` lies in the 3x3 box block (a last-bit effect possible on
+   quantised data); then it finishes at ``k0 + 1``, where the nearest one always does. Both are
+   evaluated exactly.
+3. accepted = in block, ``0 < D <= eps_k**2``, ``D < 1``; the neighbour is the accepted one with the
+   smallest D, ties broken by TISEAN's scan order (box column, box row, then decreasing j).
+4. ``S(i) = sum ln D(n+i, j+i) / found(i) / 2`` over reference points with a neighbour and
+   ``D(n+i, j+i) > 0``.
+When every series of a chunk has ``eps0 > 1`` (the paper's ``r = 20`` on weights whose range is
+< 20) all points share box (0, 0), k0 = 0 and ties go to the largest j: a cheaper path is taken
+(``lax.cond``), with the general path as fallback.
+
+Exact float64 on XLA (what a user must set: nothing)
+----------------------------------------------------
+* ``(x - lo) / interval`` with a broadcast divisor is rewritten by XLA into a multiplication by
+  the reciprocal; the divisor is materialised behind ``lax.optimization_barrier`` so the
+  division stays a true division.
+* XLA's LLVM backends contract ``a*a + b*b`` into fused multiply-adds (CPU with FMA, GPUs).
+  Every square in parity mode is ``jnp.where(u == u, u * u, u)``: the select between the multiply
+  and the add is data dependent (NaN-aware), so neither XLA nor LLVM can fold it and no
+  ``fmul -> fadd`` pair is left to contract. No ``XLA_FLAGS`` are needed
+  (``--xla_cpu_max_isa=AVX`` also works but must be set before JAX starts);
+  ``tests/test_lyapunov.py::test_no_fma_contraction`` fails if contraction ever comes back.
+
+Status codes and degenerate input
+---------------------------------
+``TOO_SHORT`` (shape only): ``N = L - (m-1)d - s < t + 2`` leaves no admissible pair;
+``NONFINITE``: a NaN/inf in the series; ``CONSTANT``: max == min (TISEAN exits with an error).
+All give S = NaN, found = 0, skipped = 0. Reference points TISEAN would hang on are counted in
+``skipped`` and contribute nothing; nothing hangs or crashes.
+
+Memory
+------
+:func:`lyap_r` works on chunks of ``chunk_size`` series (``lax.map``); the general path holds a
+few ``(N - t, N, chunk)`` arrays (distance matrix, masks, keys): about
+``6 * 8 * (N-t) * N * chunk`` bytes in float64 (L = 200: ~1.6 MB per series).
+:func:`windowed_le` holds per weight chunk the float64 trajectory chunk ``T * C * 8`` bytes, its
+windows ``window * n_windows * C * 8`` and about 8 arrays of ``(N - t + 1) * n_windows * C``
+(fast path; the general fallback about 6 of ``(N-t) * N * n_windows * C``); with the default
+``chunk_size=256`` weights and T = 11,500 (254 windows of 50) that is ~0.4 GB in parity mode
+(the fallback ~2 GB), independent of the number of weights.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
+
+__all__ = [
+    "Status", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "windowed_le_update",
+    "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6", "quantize_f6_jax",
+]
+
+
+class Status(enum.IntEnum):
+    """Per-series outcome (int8 in results)."""
+    OK = 0
+    CONSTANT = 1  # max == min: TISEAN refuses the series
+    TOO_SHORT = 2  # L - (m-1)d - s < t + 2: no admissible (n, j) pair
+    NONFINITE = 3  # NaN or inf in the series
+
+
+class LyapResult(NamedTuple):
+    """Result of :func:`lyap_r` for x of shape (..., L).
+
+    S: (..., s+1) float (input dtype), NaN where found == 0.
+    found: (..., s+1) int32, reference points contributing to S(i).
+    skipped: (...) int32, reference points TISEAN would hang on (no admissible D < 1).
+    status: (...) int8, a :class:`Status`.
+    """
+    S: jax.Array
+    found: jax.Array
+    skipped: jax.Array
+    status: jax.Array
+
+
+class WindowedLE(NamedTuple):
+    """Result of :func:`windowed_le` for traj of shape (T, ...).
+
+    le: (n_windows, ...) float (mode dtype), S(1) - S(0) per window, NaN where undefined.
+    end_steps: (n_windows,) int64, the paper's end step of each window (:func:`window_end_steps`).
+    status: (n_windows, ...) int8, the :class:`Status` of each window.
+    """
+    le: np.ndarray
+    end_steps: np.ndarray
+    status: np.ndarray
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_static(m, d, t, s, r):
+    for name, v, lo in (("m", m, 1), ("d", d, 1), ("t", t, 0), ("s", s, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be a Python int (static), got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {v}")
+    if r is not None:
+        r = float(r)
+        if not (np.isfinite(r) and r > 0):
+            raise ValueError(f"r must be a finite positive float or None, got {r}")
+    return r
+
+
+def _resolve_dtype(x, mode: str = "auto"):
+    """The compute dtype for x: float64 = parity, float32 = fast. Raises before device work."""
+    if mode not in ("auto", "parity", "fast"):
+        raise ValueError(f"mode must be 'auto', 'parity' or 'fast', got {mode!r}")
+    dt = np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(np.asarray(x))
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"x must be a float32/float64 array, got dtype {dt}")
+    want = {"parity": np.float64, "fast": np.float32}.get(mode, dt)
+    want = np.dtype(np.float64 if want == np.float64 else np.float32)
+    if want == np.float64 and not jax.config.jax_enable_x64:
+        raise TypeError("float64 (parity mode) needs x64: call "
+                        "jax.config.update('jax_enable_x64', True) before using jaxprune, "
+                        "or pass float32 data / mode='fast'")
+    return want
+
+
+# ----------------------------------------------------------------------------- exact pieces
+
+def _sq(u, exact: bool):
+    """u*u that cannot be contracted with a following add into an FMA (when exact).
+
+    The select on ``u == u`` depends on the data (NaN), so it is neither folded by XLA nor by
+    LLVM, and the add that consumes it no longer sees an fmul operand.
+    """
+    return jnp.where(u == u, u * u, u) if exact else u * u
+
+
+def _true_div(a, b):
+    """a / b elementwise with b broadcast to a's shape behind a barrier (no reciprocal rewrite)."""
+    b = lax.optimization_barrier(jnp.broadcast_to(b, jnp.shape(a)))
+    return a / b
+
+
+def quantize_f6_jax(x):
+    """MATLAB ``%f`` (6 decimals) in JAX: ``rint(x * 1e6) / 1e6`` with a true division.
+
+    Exact (equal to :func:`quantize_f6`) whenever ``x * 1e6`` is exact in the dtype, e.g. float32
+    weights cast to float64 (24 + 14 bits), which is what training records; for arbitrary float64
+    a value within an ulp of a half-millionth could round the other way (use the NumPy
+    :func:`quantize_f6` on the host then). In float32 it is only approximate (fast mode).
+    """
+    return _true_div(jnp.rint(x * 1e6), jnp.asarray(1e6, x.dtype))
+
+
+def _box(q):
+    """TISEAN's ``(int)(q) & 255`` for q >= 0 (or NaN); out-of-range -> INT_MIN & 255 = 0."""
+    q = jnp.where(q < 2.0**31, q, 0.0)
+    return q.astype(jnp.int32) & 255
+
+
+def _dist(xs, a0: int, na: int, b0, m: int, d: int, exact: bool):
+    """D(a, b) for a in [a0, a0+na) (rows) against b given by ``b0``.
+
+    xs: (L, B). ``b0`` is an int (one candidate, broadcast) or an int array (na, B) of first
+    indices (gathered). Returns (na, B), accumulated c = 0..m-1 from 0.0 like TISEAN.
+    """
+    acc = None
+    for c in range(m):
+        xa = xs[a0 + c * d: a0 + c * d + na]
+        if isinstance(b0, int):
+            xb = xs[b0 + c * d][None]
+        else:
+            xb = jnp.take_along_axis(xs, b0 + c * d, axis=0)
+        sq = _sq(xa - xb, exact)
+        acc = sq if acc is None else acc + sq
+    return acc
+
+
+def _dist_matrix(xs, nref: int, N: int, m: int, d: int, exact: bool):
+    """D[n, j, b] for n < nref, j < N: (nref, N, B)."""
+    acc = None
+    for c in range(m):
+        u = xs[c * d: c * d + nref][:, None, :] - xs[c * d: c * d + N][None, :, :]
+        sq = _sq(u, exact)
+        acc = sq if acc is None else acc + sq
+    return acc
+
+
+# ----------------------------------------------------------------------------- preparation
+
+def _prepare(x, r, quantize: bool, exact: bool, m: int, d: int, s: int, t: int):
+    """x: (L, B) -> xs (L, B) rescaled, eps0 (B,), status (B,) int8."""
+    L = x.shape[0]
+    if quantize:
+        x = quantize_f6_jax(x)
+    finite = jnp.all(jnp.isfinite(x), axis=0)
+    x = jnp.where(finite[None], x, 0.0)  # keep garbage out of the kernels; flagged below
+    lo = jnp.min(x, axis=0)
+    interval = jnp.max(x, axis=0) - lo
+    const = interval == 0
+    safe = jnp.where(const, jnp.ones_like(interval), interval)
+    xs = _true_div(x - lo[None], safe[None])
+    if r is None:
+        eps0 = jnp.full_like(safe, 1e-3)
+    else:
+        eps0 = jnp.asarray(r, x.dtype) / safe  # scalar numerator: no reciprocal rewrite
+    too_short = (L - (m - 1) * d - s) < t + 2
+    status = jnp.where(const, Status.CONSTANT, Status.OK)
+    status = jnp.where(finite, status, Status.NONFINITE)
+    if too_short:
+        status = jnp.full_like(status, Status.TOO_SHORT)
+    return xs, eps0, status.astype(jnp.int8)
+
+
+def _valid_mask(nref: int, N: int, t: int):
+    n = np.arange(nref)[:, None]
+    j = np.arange(N)[None, :]
+    return np.abs(n - j) > t  # (nref, N) static
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+def _neighbours_onebox(D, valid, exact_dtype):
+    """All points in one box, level 0 accepts every D < 1: min positive D, ties -> largest j.
+
+    D: (nref, N, B). Returns jbest (nref, B) int32, has (nref, B) bool, skipped (nref, B) bool.
+    """
+    N = D.shape[1]
+    v = valid[:, :, None]
+    Dv = jnp.where(v, D, jnp.inf)
+    skipped = ~(jnp.min(Dv, axis=1) < 1)
+    pos = v & (D > 0) & (D < 1)
+    P = jnp.min(jnp.where(pos, D, jnp.inf), axis=1)
+    j = jnp.arange(N, dtype=jnp.int32)[None, :, None]
+    jbest = jnp.max(jnp.where(pos & (D == P[:, None]), j, -1), axis=1)
+    has = jbest >= 0
+    return jnp.maximum(jbest, 0), has, skipped
+
+
+def _level_accept(xs, D, valid, e, nref, N, m, d):
+    """TISEAN's acceptance at the level with eps = e (nref, B), per reference point.
+
+    Returns acc (nref, N, B) bool and the scan-order key (nref, N, B) int32 (smaller = met first).
+    """
+    last = (m - 1) * d
+    e2 = e * e
+    inv = 1.0 / e  # TISEAN: epsinv = 1.0/eps, then xs * epsinv
+    bxn = _box(xs[:nref] * inv)
+    byn = _box(xs[last:last + nref] * inv)
+    bxj = _box(xs[None, :N] * inv[:, None])
+    byj = _box(xs[None, last:last + N] * inv[:, None])
+    sx = (bxj - bxn[:, None] + 1) & 255
+    sy = (byj - byn[:, None] + 1) & 255
+    inblock = (sx <= 2) & (sy <= 2)
+    acc = valid[:, :, None] & inblock & (D <= e2[:, None]) & (D < 1)
+    j = jnp.arange(N, dtype=jnp.int32)[None, :, None]
+    key = (sx * 3 + sy) * N + (N - 1 - j)
+    return acc, key
+
+
+def _first_level(Dmin, pending, eps0):
+    """eps_k0 (nref, B): the first level with eps*eps >= Dmin, eps iterated *= 1.1 from eps0."""
+    def cond(st):
+        it, _, _, pend = st
+        return (it < MAX_LEVELS) & jnp.any(pend)
+
+    def body(st):
+        it, eps, esel, pend = st
+        hit = pend & (Dmin <= (eps * eps)[None])
+        esel = jnp.where(hit, eps[None], esel)
+        return it + 1, eps * 1.1, esel, pend & ~hit
+
+    init = (jnp.int32(0), eps0, jnp.broadcast_to(eps0[None], Dmin.shape), pending)
+    _, _, esel, pend = lax.while_loop(cond, body, init)
+    return esel, pend  # pend: never reached within MAX_LEVELS (eps0 == 0): treated as skipped
+
+
+def _neighbours_general(xs, D, valid, eps0, ok, nref, N, m, d):
+    """The closed form of TISEAN's level-by-level search with boxes. Shapes as onebox."""
+    v = valid[:, :, None]
+    Dmin = jnp.min(jnp.where(v, D, jnp.inf), axis=1)
+    skipped = ~(Dmin < 1)
+    pending = ~skipped & ok[None]
+    e0, never = _first_level(Dmin, pending, eps0)
+    skipped = skipped | never
+    acc, key = _level_accept(xs, D, valid, e0, nref, N, m, d)
+    need_next = pending & ~never & ~jnp.any(acc, axis=1)
+
+    def next_level(_):
+        acc1, key1 = _level_accept(xs, D, valid, e0 * 1.1, nref, N, m, d)
+        sel = need_next[:, None]
+        return jnp.where(sel, acc1, acc), jnp.where(sel, key1, key)
+
+    acc, key = lax.cond(jnp.any(need_next), next_level, lambda _: (acc, key), None)
+    pos = acc & (D > 0)
+    P = jnp.min(jnp.where(pos, D, jnp.inf), axis=1)
+    big = jnp.int32(9 * N + N)
+    kmin = jnp.min(jnp.where(pos & (D == P[:, None]), key, big), axis=1)
+    has = (kmin < big) & ~skipped
+    jbest = N - 1 - kmin % N
+    return jnp.where(has, jbest, 0), has, skipped
+
+
+# ----------------------------------------------------------------------------- core
+
+def _core(x, *, m, d, t, s, r, quantize, exact, n_out):
+    """x: (L, B) -> lyap sums (n_out, B), found (n_out, B) int32, skipped (B,), status (B,)."""
+    L, B = x.shape
+    N = L - (m - 1) * d - s
+    nref = N - t
+    xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
+    if N < t + 2:
+        z = jnp.zeros((n_out, B), x.dtype)
+        return z, jnp.zeros((n_out, B), jnp.int32), jnp.zeros((B,), jnp.int32), status
+    ok = status == Status.OK
+    valid = _valid_mask(nref, N, t)
+    D = _dist_matrix(xs, nref, N, m, d, exact)
+
+    def general(_):
+        return _neighbours_general(xs, D, valid, eps0, ok, nref, N, m, d)
+
+    def onebox(_):
+        return _neighbours_onebox(D, valid, x.dtype)
+
+    if r is None:  # eps0 = 1e-3: always the general path
+        jbest, has, skipped = general(None)
+    else:
+        easy = jnp.all((eps0 > 1) | ~ok)
+        jbest, has, skipped = lax.cond(easy, onebox, general, None)
+    has = has & ok[None]
+    lyaps, founds = [], []
+    for i in range(n_out):
+        delta = _dist(xs, i, nref, jbest + i, m, d, exact)
+        use = has & (delta > 0)
+        lyaps.append(jnp.sum(jnp.where(use, jnp.log(jnp.where(use, delta, 1.0)), 0.0), axis=0))
+        founds.append(jnp.sum(use, axis=0, dtype=jnp.int32))
+    skipped = jnp.sum(skipped & ok[None], axis=0, dtype=jnp.int32)
+    return jnp.stack(lyaps), jnp.stack(founds), skipped, status
+
+
+def _finish(lyap, found):
+    """S = lyap / found / 2 (TISEAN's order), NaN where found == 0."""
+    f = found.astype(lyap.dtype)
+    return jnp.where(found > 0, lyap / jnp.where(found > 0, f, 1.0) / 2.0, jnp.nan)
+
+
+def _default_chunk(L, m, d, s, t):
+    N = max(L - (m - 1) * d - s, 1)
+    per = max(N * max(N - t, 1), 1)
+    return int(max(1, min(4096, (1 << 22) // per)))
+
+
+def lyap_r(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float | None = None,
+           quantize: bool = False, chunk_size: int | None = None) -> LyapResult:
+    """TISEAN ``lyap_r -m m -d d -t t -s s [-r r]`` on every series of x.
+
+    x: (..., L) float64 (parity mode, needs x64) or float32 (fast mode); a NumPy or JAX array.
+    r: neighbourhood in data units (``-r``) or None (TISEAN's default, interval / 1000).
+    quantize: apply MATLAB ``%f`` quantisation first (see :func:`quantize_f6_jax`).
+    chunk_size: series per ``lax.map`` step (memory bound, see module docstring); results do not
+    depend on it. Returns a :class:`LyapResult` of JAX arrays. jit-able with the keyword
+    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``).
+    """
+    r = _check_static(m, d, t, s, r)
+    dtype = _resolve_dtype(x)
+    x = jnp.asarray(x, dtype)
+    if x.ndim < 1:
+        raise ValueError("x must have at least one axis (..., L)")
+    lead, L = x.shape[:-1], x.shape[-1]
+    B = int(np.prod(lead, dtype=np.int64))
+    if L == 0 or B == 0:
+        S = jnp.full(lead + (s + 1,), jnp.nan, dtype)
+        return LyapResult(S, jnp.zeros(lead + (s + 1,), jnp.int32), jnp.zeros(lead, jnp.int32),
+                          jnp.full(lead, Status.TOO_SHORT if L == 0 else Status.OK, jnp.int8))
+    if chunk_size is None:
+        chunk_size = _default_chunk(L, m, d, s, t)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return _lyap_r_jit(x, m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize),
+                       C=min(int(chunk_size), B))
+
+
+@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize", "C"))
+def _lyap_r_jit(x, *, m, d, t, s, r, quantize, C):
+    """Jitted body of :func:`lyap_r` (inlined when the caller is itself jitted)."""
+    dtype = x.dtype
+    lead, L = x.shape[:-1], x.shape[-1]
+    B = int(np.prod(lead, dtype=np.int64))
+    nchunks = -(-B // C)
+    xt = x.reshape(B, L)
+    if nchunks * C != B:  # pad with constant series (status CONSTANT, dropped below)
+        xt = jnp.concatenate([xt, jnp.zeros((nchunks * C - B, L), dtype)], axis=0)
+    xc = jnp.transpose(xt.reshape(nchunks, C, L), (0, 2, 1))  # (nchunks, L, C): lanes last
+    core = functools.partial(_core, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
+                             exact=dtype == jnp.float64, n_out=s + 1)
+    lyap, found, skipped, status = lax.map(core, xc)
+    # (nchunks, s+1, C) -> (B, s+1)
+    lyap = jnp.transpose(lyap, (0, 2, 1)).reshape(nchunks * C, s + 1)[:B]
+    found = jnp.transpose(found, (0, 2, 1)).reshape(nchunks * C, s + 1)[:B]
+    S = _finish(lyap, found)
+    return LyapResult(S.reshape(lead + (s + 1,)), found.reshape(lead + (s + 1,)),
+                      skipped.reshape(nchunks * C)[:B].reshape(lead),
+                      status.reshape(nchunks * C)[:B].reshape(lead))
+
+
+# ----------------------------------------------------------------------------- windows
+
+def n_windows(T: int, window: int = 50, stride: int = 45) -> int:
+    """Number of complete windows: ``(T - window) // stride + 1`` (0 if T < window)."""
+    return max((T - window) // stride + 1, 0) if T >= window else 0
+
+
+def window_end_steps(n: int, window: int = 50, stride: int = 45, offset: int = 5) -> np.ndarray:
+    """End step of each window, the paper's ``r_k = int(window * (1 - overlap) * (k + 1) + 5)``.
+
+    With ``stride = window - round(window * overlap)`` this is ``stride * (k + 1) + offset``
+    (window 50 / stride 45: 50, 95, 140, ...). Window k covers steps [stride*k, stride*k+window).
+    Returns int64 (n,).
+    """
+    del window  # the formula only involves the stride; kept for a self-describing call
+    return stride * (np.arange(n, dtype=np.int64) + 1) + offset
+
+
+def _check_window(window, stride, m, d, s, t):
+    for name, v in (("window", window), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if stride <= 0:
+        raise ValueError(f"stride must be > 0, got {stride}")
+    if s < 1:
+        raise ValueError("the per-window slope S(1) - S(0) needs s >= 1")
+    if window - (m - 1) * d - s < t + 2:
+        raise ValueError(f"window={window} too short for m={m}, d={d}, s={s}, t={t}: "
+                         f"needs window >= {(m - 1) * d + s + t + 2}")
+
+
+def _slope_onebox(xs, *, m, d, t, s, exact):
+    """Fast path of the slope (every point in one box, level 0): one pass over candidates.
+
+    xs: (L, B) rescaled. Walks the candidates j = 0..N-1 (unrolled) keeping, per reference point,
+    the best D (ties -> the later, i.e. larger, j: TISEAN's scan in decreasing j with strict <),
+    the divergence one step later D(n+1, j+1) of that best candidate, and the smallest admissible D
+    (for the skipped count). Holds ~8 arrays of (N - t + 1, B); no (N, N, B) matrix, no gather.
+    Returns lyap (2, B), found (2, B) int32, skipped (B,) int32.
+    """
+    L, B = xs.shape
+    N = L - (m - 1) * d - s
+    nref = N - t
+    rows = nref + 1  # D(n+1, j+1) needs one more reference row
+    dt = xs.dtype
+    below_one = jnp.asarray(np.nextafter(np.array(1.0, dt), np.array(0.0, dt)), dt)
+    best = jnp.full((nref, B), below_one, dt)  # accept D <= prev(1), i.e. D < 1
+    d1 = jnp.full((nref, B), jnp.nan, dt)
+    dmin = jnp.full((nref, B), jnp.inf, dt)
+    n_idx = np.arange(nref)[:, None]
+    col_next = _dist(xs, 0, rows, 0, m, d, exact)
+    for j in range(N):
+        col = col_next
+        col_next = _dist(xs, 0, rows, j + 1, m, d, exact)  # j+1 <= N: in range (s >= 1)
+        Dj = col[:nref]
+        bad = np.abs(n_idx - j) <= t  # static: the Theiler window (t = 0: n == j only)
+        if bad.any():
+            Dj = jnp.where(jnp.asarray(bad), jnp.inf, Dj)
+        dmin = jnp.minimum(dmin, Dj)
+        Dp = jnp.where(Dj > 0, Dj, jnp.inf)
+        upd = Dp <= best
+        best = jnp.where(upd, Dp, best)
+        d1 = jnp.where(upd, col_next[1:], d1)
+    has = ~jnp.isnan(d1)
+    use1 = has & (d1 > 0)
+    lyap0 = jnp.sum(jnp.where(has, jnp.log(best), 0.0), axis=0)
+    lyap1 = jnp.sum(jnp.where(use1, jnp.log(jnp.where(use1, d1, 1.0)), 0.0), axis=0)
+    found = jnp.stack([jnp.sum(has, 0, dtype=jnp.int32), jnp.sum(use1, 0, dtype=jnp.int32)])
+    skipped = jnp.sum(~(dmin < 1), axis=0, dtype=jnp.int32)
+    return jnp.stack([lyap0, lyap1]), found, skipped
+
+
+def _easy(x, *, r, quantize, m, d, s, t):
+    """True when every OK series of x (L, B) has eps0 > 1: the one-box path is exact."""
+    if r is None:
+        return jnp.asarray(False)
+    _, eps0, status = _prepare(x, r, quantize, x.dtype == jnp.float64, m, d, s, t)
+    return jnp.all((eps0 > 1) | (status != Status.OK))
+
+
+def _slope_core(x, *, m, d, t, s, r, quantize, exact, path="cond"):
+    """x: (L, B) windows (lanes last) -> slope (B,), status (B,) int8.
+
+    path: "cond" decides between the one-box and the general path on device (lax.cond, works
+    under an outer jit); "onebox" / "general" force one (the caller checked :func:`_easy` on the
+    host: XLA CPU runs the branches of a conditional markedly slower than top-level code).
+    """
+    if r is None or path == "general":
+        lyap, found, _, status = _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
+                                       exact=exact, n_out=2)
+    elif path == "onebox":
+        xs, _, status = _prepare(x, r, quantize, exact, m, d, s, t)
+        lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
+    else:
+        xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
+        ok = status == Status.OK
+        easy = jnp.all((eps0 > 1) | ~ok)
+
+        def fast(_):
+            return _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)[:2]
+
+        def general(_):
+            return _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact,
+                         n_out=2)[:2]
+
+        lyap, found = lax.cond(easy, fast, general, None)
+    S = _finish(lyap, found)
+    slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
+    return slope, status
+
+
+def _windows(traj, window, stride):
+    """traj (T, C) -> (window, n_windows * C): window k of weight c in lane k * C + c."""
+    T, C = traj.shape
+    nw = n_windows(T, window, stride)
+    idx = stride * np.arange(nw)[None, :] + np.arange(window)[:, None]  # (window, nw) static
+    return traj[idx].reshape(window, nw * C)
+
+
+_STATIC = ("m", "d", "t", "s", "r", "quantize", "window", "stride")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _windowed_easy(traj, *, window, stride, m, d, t, s, r, quantize):
+    return _easy(_windows(traj, window, stride), r=r, quantize=quantize, m=m, d=d, s=s, t=t)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("path",))
+def _windowed_chunk(traj, *, window, stride, m, d, t, s, r, quantize, path):
+    """traj: (T, C) one weight chunk -> le (n_windows, C), status (n_windows, C)."""
+    T, C = traj.shape
+    nw = n_windows(T, window, stride)
+    slope, status = _slope_core(_windows(traj, window, stride), m=m, d=d, t=t, s=s, r=r,
+                                quantize=quantize, exact=traj.dtype == jnp.float64, path=path)
+    return slope.reshape(nw, C), status.reshape(nw, C)
+
+
+def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1, t: int = 0,
+                s: int = 20, r: float | None = 20.0, quantize: bool = False,
+                mode: str = "auto", chunk_size: int = 256, end_offset: int = 5) -> WindowedLE:
+    """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
+
+    traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
+    Windows: all complete ones, ``n = (T - window) // stride + 1``; window k covers steps
+    [stride*k, stride*k + window). mode: "parity" (float64, TISEAN-exact; float32 trajectories are
+    cast, exactly), "fast" (float32) or "auto" (by dtype). chunk_size: weights per device step;
+    memory per step ~ ``(T + 9 * (window - s) * n_windows) * chunk_size * itemsize`` bytes on the
+    fast path (~0.4 GB for 256 weights x 11,500 steps in float64), and the results do not depend
+    on it. Returns :class:`WindowedLE` (le (n_windows, ...), end_steps (n_windows,), status).
+    """
+    r = _check_static(m, d, t, s, r)
+    _check_window(window, stride, m, d, s, t)
+    dtype = _resolve_dtype(traj, mode)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    shape = tuple(traj.shape)
+    if len(shape) < 1:
+        raise ValueError("traj must have shape (T, ...)")
+    T = shape[0]
+    W = int(np.prod(shape[1:], dtype=np.int64))
+    nw = n_windows(T, window, stride)
+    le = np.full((nw, W), np.nan, dtype)
+    status = np.full((nw, W), Status.TOO_SHORT, np.int8)
+    ends = window_end_steps(nw, window, stride, end_offset)
+    if nw > 0 and W > 0:
+        flat = traj.reshape(T, W)
+        C = min(int(chunk_size), W)
+        for w0 in range(0, W, C):
+            w1 = min(w0 + C, W)
+            chunk = jnp.asarray(flat[:, w0:w1], dtype)
+            if w1 - w0 < C:  # pad the last chunk (constant columns) to reuse the compiled step
+                chunk = jnp.pad(chunk, ((0, 0), (0, C - (w1 - w0))))
+            kw = dict(window=window, stride=stride, m=m, d=d, t=t, s=s, r=r,
+                      quantize=bool(quantize))
+            path = "onebox" if bool(_windowed_easy(chunk, **kw)) else "general"
+            l_c, s_c = _windowed_chunk(chunk, path=path, **kw)
+            le[:, w0:w1] = np.asarray(l_c)[:, : w1 - w0]
+            status[:, w0:w1] = np.asarray(s_c)[:, : w1 - w0]
+    tail = shape[1:]
+    return WindowedLE(le.reshape((nw,) + tail), ends, status.reshape((nw,) + tail))
+
+
+@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize", "path"))
+def _update_jit(win, *, m, d, t, s, r, quantize, path):
+    slope, status = _slope_core(win, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
+                                exact=win.dtype == jnp.float64, path=path)
+    return slope, status
+
+
+@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize"))
+def _update_easy(win, *, m, d, t, s, r, quantize):
+    return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
+
+
+def windowed_le_update(win, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
+                       r: float | None = 20.0, quantize: bool = False, mode: str = "auto"):
+    """Slope S(1) - S(0) of one window per weight: win (window, n_weights) -> (n_weights,).
+
+    The streaming step: training's ring buffer yields ``win`` (float32 JAX array); mode="parity"
+    casts it to float64 (exact). Jitted once per (shape, options); returns (slope, status) as JAX
+    arrays, slope in the mode's dtype, status int8 (n_weights,).
+    """
+    r = _check_static(m, d, t, s, r)
+    if getattr(win, "ndim", None) != 2:
+        raise ValueError(f"win must have shape (window, n_weights), got {getattr(win, 'shape', None)}")
+    _check_window(win.shape[0], 1, m, d, s, t)
+    dtype = _resolve_dtype(win, mode)
+    win = jnp.asarray(win, dtype)
+    kw = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
+    if isinstance(win, jax.core.Tracer):  # under an outer jit: decide on device
+        path = "cond"
+    else:  # one small host sync per window picks the path (faster than lax.cond on CPU)
+        path = "onebox" if bool(_update_easy(win, **kw)) else "general"
+    return _update_jit(win, path=path, **kw)
+
+
+class LyapunovStream:
+    """Accumulates per-window slopes as windows arrive (training's ring buffer).
+
+    >>> stream = LyapunovStream(n_weights=W)           # doctest: +SKIP
+    >>> for win in ring_buffer: stream.update(win)      # win: (window, W)
+    >>> res = stream.result()                           # WindowedLE: le (n_windows, W)
+
+    Holds the slopes (n_windows, W) on the host (one row per update) and nothing else between
+    windows. ``stride`` only serves the end steps (the buffer decides what a window is).
+    """
+
+    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = 2,
+                 d: int = 1, t: int = 0, s: int = 20, r: float | None = 20.0,
+                 quantize: bool = False, mode: str = "parity", end_offset: int = 5):
+        self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r),
+                         quantize=bool(quantize))
+        _check_window(window, stride, m, d, s, t)
+        if mode not in ("parity", "fast"):
+            raise ValueError("mode must be 'parity' or 'fast'")
+        self.dtype = _resolve_dtype(np.zeros(0, np.float32), mode)
+        self.n_weights, self.window, self.stride, self.end_offset = n_weights, window, stride, \
+            end_offset
+        self._le: list[np.ndarray] = []
+        self._status: list[np.ndarray] = []
+
+    def update(self, win) -> jax.Array:
+        """win: (window, n_weights) -> slopes (n_weights,) (JAX array, also stored)."""
+        if tuple(win.shape) != (self.window, self.n_weights):
+            raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, "
+                             f"got {tuple(win.shape)}")
+        slope, status = windowed_le_update(jnp.asarray(win, self.dtype), **self.opts)
+        self._le.append(np.asarray(slope))
+        self._status.append(np.asarray(status))
+        return slope
+
+    def __len__(self) -> int:
+        return len(self._le)
+
+    def result(self) -> WindowedLE:
+        n = len(self._le)
+        le = np.stack(self._le) if n else np.zeros((0, self.n_weights), self.dtype)
+        st = np.stack(self._status) if n else np.zeros((0, self.n_weights), np.int8)
+        return WindowedLE(le, window_end_steps(n, self.window, self.stride, self.end_offset), st)
