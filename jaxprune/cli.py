@@ -6,9 +6,12 @@ write JSON next to the checkpoints.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from jaxprune import __version__
 
@@ -68,9 +71,16 @@ def _cmd_datasets(args) -> int:
     return 0
 
 
+def _enable_x64_for(le_mode: str) -> None:
+    if le_mode == "parity":  # TISEAN parity is float64
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
 def _cmd_train(args) -> int:
     from jaxprune.data import load_dataset
-    from jaxprune.train import Trainer, save_metrics
+    from jaxprune.train import Trainer, save_metrics, save_params
 
     config = _config_from_args(args)
     out = Path(args.out)
@@ -78,9 +88,15 @@ def _cmd_train(args) -> int:
     data = load_dataset(args.dataset, seed=config.seed, data_dir=args.data_dir,
                         download=args.download)
     print(f"{data!r}\nconfig: {config}", flush=True)
+    window_fn = None
+    if args.le_mode != "none":
+        from jaxprune.pipeline import LegcnetConfig, le_window_fn
+
+        _enable_x64_for(args.le_mode)
+        window_fn = le_window_fn(LegcnetConfig(train=config, le_mode=args.le_mode), np.arange(0))
     trainer = Trainer(
         config, data.x_train, data.y_train, n_classes=data.n_classes,
-        x_test=data.x_test, y_test=data.y_test,
+        x_test=data.x_test, y_test=data.y_test, window_fn=window_fn,
         keep_trajectory=out / "trajectory.npy" if args.keep_trajectory else None,
         checkpoint_dir=out / "checkpoints",
     )
@@ -88,15 +104,113 @@ def _cmd_train(args) -> int:
     result = trainer.fit(resume=args.resume, progress=not args.no_progress)
     metrics = {"dataset": data.name, **result.metrics(), "wall_seconds": time.perf_counter() - t0}
     save_metrics(out / "metrics.json", metrics)
-    import numpy as np
-
-    np.savez(out / "windows.npz", end_steps=result.window_end_steps, risk=result.risk)
+    windows = dict(end_steps=result.window_end_steps, risk=result.risk)
+    if window_fn is not None and result.window_outputs is not None:
+        windows.update(le=result.window_outputs["le"], le_status=result.window_outputs["status"])
+    np.savez(out / "windows.npz", **windows)
+    save_params(out / "params.npz", result.params, result.init_params)
     print(
         f"train accuracy {result.train_accuracy:.4f}  test accuracy {result.test_accuracy:.4f}  "
         f"epochs {result.epochs}  steps {result.steps}  weights {result.n_weights}  "
         f"windows {len(result.window_end_steps)}\nwrote {out / 'metrics.json'}"
     )
     return 0
+
+
+def _add_analysis_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--le-mode", dest="analysis_le_mode", choices=("parity", "fast"), default=None,
+                   help="Lyapunov precision: parity (float64, TISEAN-exact) or fast (float32)")
+    p.add_argument("--maxlag", type=int, default=None, help="Granger maxlag (default 14)")
+    p.add_argument("--test", default=None,
+                   choices=("ssr_chi2test", "ssr_ftest", "lrtest", "params_ftest"))
+    p.add_argument("--alpha", type=float, default=None, help="significance level (0.05)")
+    p.add_argument("--untestable", choices=("keep", "prune"), default=None,
+                   help="weights whose test is impossible (e.g. never moved): keep (original) or prune")
+    p.add_argument("--correction", default=None,
+                   help="none, bonferroni, holm (over lags), bh (over weights), or e.g. holm+bh")
+    p.add_argument("--layers", type=_int_tuple, default=None,
+                   help="analyse only these layers, e.g. -2,-1 (the original's last two)")
+    p.add_argument("--pt-windows", type=int, default=None, help="LEGCNet-PT windows (25)")
+    p.add_argument("--stationarity", action="store_true",
+                   help="difference series whose ADF p > 0.05 before the test (original notebook)")
+    p.add_argument("--round-pvalues", type=int, default=None,
+                   help="round p-values to this many decimals first (the original used 4)")
+
+
+def _legcnet_config(args, base):
+    """Apply the analysis flags to a LegcnetConfig."""
+    corr = args.correction
+    if corr is not None and "+" in corr:
+        corr = tuple(corr.split("+"))
+    changes = {
+        "le_mode": args.analysis_le_mode, "maxlag": args.maxlag, "test": args.test,
+        "alpha": args.alpha, "untestable": args.untestable, "correction": corr,
+        "layers": args.layers, "pt_windows": args.pt_windows,
+        "round_pvalues": args.round_pvalues,
+        "target_accuracy": getattr(args, "target_accuracy", None),
+        "max_retrain_epochs": getattr(args, "max_retrain_epochs", None),
+    }
+    if args.stationarity:
+        changes["stationarity"] = True
+    return base.replace(**{k: v for k, v in changes.items() if v is not None})
+
+
+def _cmd_run(args) -> int:
+    from jaxprune.data import load_dataset
+    from jaxprune.pipeline import preset, run
+
+    cfg = preset(args.dataset, quick=args.quick)
+    train_changes = {
+        "epochs": args.epochs, "hidden": args.hidden, "activation": args.activation,
+        "loss": args.loss, "optimizer": args.optimizer, "learning_rate": args.lr,
+        "batch_size": args.batch_size, "window": args.window, "stride": args.stride,
+        "risk": args.risk,
+    }
+    cfg = cfg.replace(train=cfg.train.replace(
+        **{k: v for k, v in train_changes.items() if v is not None}))
+    cfg = _legcnet_config(args, cfg)
+    _enable_x64_for(cfg.le_mode)
+    load = lambda seed: load_dataset(args.dataset, seed=seed, data_dir=args.data_dir,  # noqa: E731
+                                     download=args.download)
+    load(0)  # fail fast on a missing or malformed data set
+    print(f"config: {cfg}", flush=True)
+    t0 = time.perf_counter()
+    results = run(load, cfg, range(args.seeds), args.out, resume=args.resume,
+                  progress=not args.no_progress)
+    from jaxprune.report import summary_table
+
+    for row in summary_table(results["runs"]):
+        print(f"{row['method']:26s} test acc {row['test_accuracy']:>18s}  "
+              f"macro F1 {row['macro_f1']:>18s}  sparsity {row['sparsity']:>18s}")
+    print(f"{time.perf_counter() - t0:.1f} s; wrote {Path(args.out) / 'results.json'} and "
+          f"{Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from jaxprune.pipeline import analyze_train_dir
+
+    summary = analyze_train_dir(args.run_dir, lambda base: _legcnet_config(args, base))
+    print(f"LE series: {summary['le_source']}")
+    for method, sm in summary["summaries"].items():
+        print(f"{method}: {sm['n_windows']} windows, maxlag {sm['maxlag_used']}: pruned "
+              f"{sm['pruned_total']} of {sum(sm['n_weights'])} (per layer {sm['pruned']}); "
+              f"untestable {sum(sm['untestable'])} (pruned if keep / prune: "
+              f"{sm['pruned_if_keep']} / {sm['pruned_if_prune']})")
+    print(f"wrote {Path(args.run_dir) / 'analysis.npz'} and {Path(args.run_dir) / 'analysis.json'}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from jaxprune.verify import verify_run
+
+    report = verify_run(args.run_dir, sample=args.sample, seed=args.seed)
+    (Path(args.run_dir) / "verify.json").write_text(json.dumps(report, indent=2))
+    print(f"LE max |diff| vs the NumPy loop: {report['le_max_abs_diff']:.3g} "
+          f"({report['le_mode']} mode); p-value max rel diff vs statsmodels: "
+          f"{report['pvalue_max_rel_diff']:.3g}; mask decisions that flip: "
+          f"{report['decision_flips']}; wrote {Path(args.run_dir) / 'verify.json'}")
+    return 0 if report["decision_flips"] == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,8 +232,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--keep-trajectory", action="store_true",
                    help="also write the full trajectory to OUT/trajectory.npy (memory-mapped)")
+    p.add_argument("--le-mode", choices=("none", "parity", "fast"), default="none",
+                   help="also run the Lyapunov kernel on every window during training and save "
+                   "the LE series to OUT/windows.npz (for `jaxprune analyze`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("analyze", help="LE + Granger + masks from a `jaxprune train` directory")
+    p.add_argument("run_dir", help="a directory written by `jaxprune train`")
+    _add_analysis_flags(p)
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("run", help="the whole LEGCNet pipeline over seeds (dense, FT, PT, "
+                       "random, magnitude) -> results.json and report.md")
+    _add_data_flags(p)
+    _add_train_flags(p)
+    _add_analysis_flags(p)
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run (minutes on a 2-core CPU): fewer epochs, fast LE mode")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--target-accuracy", type=float, default=None,
+                   help="retraining stops at this training accuracy (default: the data set's)")
+    p.add_argument("--max-retrain-epochs", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("verify", help="recheck a finished run with statsmodels and the NumPy "
+                       "Lyapunov loop on a random sample of weights")
+    p.add_argument("run_dir")
+    p.add_argument("--sample", type=int, default=None, help="weights per seed (default: all kept)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    p.set_defaults(func=_cmd_verify)
 
     return parser
 
@@ -134,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (DatasetNotAvailableError, DataFormatError, KeyError, ValueError) as err:
+    except (DatasetNotAvailableError, DataFormatError, FileNotFoundError, KeyError,
+            ValueError) as err:
         print(f"jaxprune: error: {err}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,7 @@ CFG = TrainConfig(hidden=(5, 4), batch_size=32, epochs=7, window=8, stride=5, le
 
 def _trainer(config=CFG, **kw):
     x, y = _toy_data()
+    kw.setdefault("checkpoint_every_s", 0.0)  # every epoch: resume from any of them
     return Trainer(config, x[:300], y[:300], n_classes=3, x_test=x[300:], y_test=y[300:], **kw)
 
 

@@ -1,0 +1,115 @@
+"""Check a finished run against the slow reference tools, on a random sample of weights.
+
+`verify_run` draws K of the weights whose raw windows the run kept (``dense.npz``:
+``sample_windows``), recomputes their Lyapunov series with the literal NumPy loop of the spec
+(`jaxprune.lyapunov_reference`) and their Granger tests with statsmodels, and reports the largest
+differences and every mask decision that would flip. A GPU/TPU run can be trusted this way without
+rerunning the slow tools on every weight.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from jaxprune.lyapunov_reference import lyap_r_numpy
+
+
+def _statsmodels_min_p(risk: np.ndarray, x: np.ndarray, maxlag: int, test: str) -> float:
+    """statsmodels' min p over lags 1..maxlag, NaN where statsmodels refuses the pair."""
+    from statsmodels.tsa.stattools import grangercausalitytests
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = grangercausalitytests(np.column_stack([risk, x]), maxlag=maxlag, verbose=False)
+    except TypeError:  # statsmodels without the verbose argument
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = grangercausalitytests(np.column_stack([risk, x]), maxlag=maxlag)
+    except Exception:  # InfeasibleTestError, LinAlgError...: untestable, as our status codes say
+        return float("nan")
+    return float(min(res[p][0][test][1] for p in range(1, maxlag + 1)))
+
+
+def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random.Generator) -> dict:
+    dense = np.load(seed_dir / "dense.npz")
+    analysis = np.load(seed_dir / "analysis.npz")
+    windows = np.asarray(dense["sample_windows"], np.float64)  # (n_windows, window, K)
+    idx = np.asarray(dense["sample_idx"])
+    le, risk = np.asarray(dense["le"]), np.asarray(dense["risk"])
+    k = len(idx) if sample is None else min(sample, len(idx))
+    pick = np.sort(rng.choice(len(idx), size=k, replace=False))
+    opts = dict(m=cfg["m"], d=cfg["d"], t=cfg["theiler"], s=cfg["s"], r=cfg["r"],
+                quantize=cfg["quantize"])
+    le_diff, nan_mismatch = 0.0, 0
+    ref_le = np.empty((len(risk), k))
+    for c, j in enumerate(pick):
+        for w in range(len(risk)):
+            S = lyap_r_numpy(windows[w, :, j], **opts)[0]
+            ref_le[w, c] = S[1] - S[0]
+        got = le[:, idx[j]]
+        both = np.isfinite(ref_le[:, c]) & np.isfinite(got)
+        nan_mismatch += int(np.sum(np.isfinite(ref_le[:, c]) != np.isfinite(got)))
+        if both.any():
+            le_diff = max(le_diff, float(np.max(np.abs(ref_le[both, c] - got[both]))))
+    out = {"seed_dir": seed_dir.name, "weights_checked": int(k), "le_max_abs_diff": le_diff,
+           "le_nan_mismatches": nan_mismatch, "masks": {}}
+    for method in ("legcnet_ft", "legcnet_pt"):
+        n = len(risk) if method == "legcnet_ft" else min(cfg["pt_windows"], len(risk))
+        maxlag = int(analysis[f"maxlag_{method}"])
+        pmin = np.asarray(analysis[f"pmin_{method}"])
+        keep = np.asarray(analysis[f"mask_{method}"])
+        p_diff, flips = 0.0, []
+        for c, j in enumerate(pick):
+            w = int(idx[j])
+            series = ref_le[:n, c]
+            if np.all(np.isnan(series)):
+                p_ref = float("nan")
+            else:
+                p_ref = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]),
+                                           maxlag, cfg["test"])
+            if cfg.get("round_pvalues") is not None and np.isfinite(p_ref):
+                p_ref = round(p_ref, cfg["round_pvalues"])
+            p_got = float(pmin[w])
+            if np.isfinite(p_ref) and np.isfinite(p_got):
+                p_diff = max(p_diff, abs(p_ref - p_got) / max(abs(p_ref), 1e-10))
+            # the decision statsmodels' p would give under the same policy and alpha (no correction)
+            if np.isfinite(p_ref):
+                ref_keep = p_ref < cfg["alpha"]
+            else:
+                ref_keep = cfg["untestable"] == "keep"
+            if cfg["correction"] == "none" and cfg.get("layers") is None and bool(keep[w]) != ref_keep:
+                flips.append({"weight": w, "p_statsmodels": p_ref, "p_jaxprune": p_got,
+                              "kept_by_run": bool(keep[w])})
+        out["masks"][method] = {"pvalue_max_rel_diff": p_diff, "decision_flips": flips}
+    return out
+
+
+def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
+    """Verify every seed of a finished `jaxprune run` directory; returns a JSON-able report.
+
+    Decisions are only compared for runs without a multiple-testing correction or layer filter
+    (the check recomputes the per-weight rule alone).
+    """
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} holds no config.json: not a `jaxprune run` directory")
+    cfg = json.loads(cfg_path.read_text())["config"]
+    rng = np.random.default_rng(seed)
+    seed_dirs = sorted(p for p in run_dir.glob("seed_*") if (p / "analysis.npz").exists())
+    if not seed_dirs:
+        raise FileNotFoundError(f"{run_dir} holds no finished seed (seed_*/analysis.npz)")
+    per_seed = [verify_seed(p, cfg, sample=sample, rng=rng) for p in seed_dirs]
+    return {
+        "run_dir": str(run_dir),
+        "le_mode": cfg["le_mode"],
+        "seeds": per_seed,
+        "le_max_abs_diff": max(s["le_max_abs_diff"] for s in per_seed),
+        "pvalue_max_rel_diff": max(m["pvalue_max_rel_diff"] for s in per_seed
+                                   for m in s["masks"].values()),
+        "decision_flips": sum(len(m["decision_flips"]) for s in per_seed for m in s["masks"].values()),
+    }
