@@ -15,13 +15,18 @@ import numpy as np
 from jax import lax
 
 
-def cholesky_bm(a):
+def cholesky_bm(a, ncols=None):
     """Cholesky with the matrix axes first ("batch-minor"): a (k, k, *batch), lower triangle read.
 
     Batch-minor keeps every elementwise op a contiguous vector over the batch (the batch is the
     large axis), and a column update only writes one (k, *batch) slice. One ``fori_loop`` over
     columns keeps the compiled program small. Returns (l, piv):
     ``l`` (k, k, *batch), ``piv`` (k, *batch) raw pivots, a pivot <= 0 replaced by 1 in ``l``.
+
+    ``ncols`` (a static or traced int <= k, default k): factor only the first ``ncols`` columns
+    (rows below are still updated, so ``l[ncols:, :ncols]`` holds the solved off-diagonal block
+    and columns >= ncols stay 0). With a traced ``ncols`` the loop has a dynamic trip count, so
+    one compiled program serves every lag of a padded system.
     """
     k = a.shape[0]
     rows = np.arange(k).reshape((k,) + (1,) * (a.ndim - 2))
@@ -39,7 +44,7 @@ def cholesky_bm(a):
         return l, piv
 
     init = (jnp.zeros_like(a), jnp.zeros(a.shape[1:], a.dtype))
-    return lax.fori_loop(0, k, body, init)
+    return lax.fori_loop(0, k if ncols is None else ncols, body, init)
 
 
 def tri_inv_lower_bm(l):
@@ -109,3 +114,77 @@ def lagged_gram(u, v, lags, start):
     kk = uh[..., :, None] * vh[..., None, :] - ut[..., :, None] * vt[..., None, :]
     kk = jnp.pad(kk, [(0, 0)] * (kk.ndim - 2) + [(1, 0), (1, 0)])
     return base + _diag_prefix_sum(kk)
+
+
+def qr_r_bm(a, active=None):
+    """R factor of a thin QR, by classical Gram-Schmidt with one reorthogonalization (CGS2).
+
+    a: (m, k, *batch) (rows, columns first, batch last). CGS2 gives a Q orthonormal to working
+    precision and a backward-stable R (no squaring of the condition number, unlike a Cholesky of
+    a'a), so it is used for the *shared* restricted design of the Granger tests, where cost does
+    not matter. ``active`` (k,) bool (optional, may be traced): an inactive column must be zero
+    in ``a``; it gets R[j, j] = 1 and a zero Q column, so padded systems keep a fixed shape and
+    R's inverse is the identity on the padding. A column with zero residual gets R[j, j] = 1 too
+    (statsmodels would use a pseudo-inverse; such designs are flagged by the caller).
+    Returns r (k, k, *batch), upper triangular.
+    """
+    m, k = a.shape[:2]
+    bshape = a.shape[2:]
+    if active is None:
+        active = jnp.ones((k,), bool)
+
+    def body(j, carry):
+        q, r = carry
+        v = lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)  # (m, *batch)
+        c = jnp.sum(q * v[:, None], 0)  # (k, *batch); columns >= j of q are zero
+        v = v - jnp.sum(q * c[None], 1)
+        c2 = jnp.sum(q * v[:, None], 0)
+        v = v - jnp.sum(q * c2[None], 1)
+        c = c + c2
+        nrm = jnp.sqrt(jnp.sum(v * v, 0))
+        act = active[j]
+        ok = act & (nrm > 0)
+        safe = jnp.where(ok, nrm, jnp.ones_like(nrm))
+        qj = jnp.where(ok, v / safe, jnp.zeros_like(v))
+        ej = (np.arange(k) == j).reshape((k,) + (1,) * len(bshape))
+        col = jnp.where(ej, safe, jnp.where(act, c, jnp.zeros_like(c)))
+        q = lax.dynamic_update_index_in_dim(q, qj, j, axis=1)
+        r = lax.dynamic_update_index_in_dim(r, col, j, axis=1)
+        return q, r
+
+    init = (jnp.zeros_like(a), jnp.zeros((k, k) + bshape, a.dtype))
+    return lax.fori_loop(0, k, body, init)[1]
+
+
+def lagged_gram_bl(u, v, lags, start):
+    """:func:`lagged_gram` with time first and batch last: u (n, *bu), v (n, *bv) -> (L+1, L+1, *b).
+
+    T[i, j, ...] = sum_{t=start}^{n-1} u[t - i, ...] * v[t - j, ...]; the batch axes broadcast
+    (a shared series has size-1 batch axes). Same Toeplitz recurrence as :func:`lagged_gram`:
+    2 * lags + 1 dot products over time (reductions over the leading axis, contiguous in the
+    batch) plus O(lags^2) head / tail corrections.
+    """
+    n = u.shape[0]
+    assert v.shape[0] == n and start >= lags
+    width = n - start
+    d = np.arange(lags + 1)
+    us, vs = u[start:], v[start:]
+    row0 = jnp.stack([jnp.sum(us * v[start - k : n - k], 0) for k in d])  # T[0, d]
+    col0 = jnp.stack([jnp.sum(u[start - k : n - k] * vs, 0) for k in d])  # T[d, 0]
+    rc = jnp.concatenate([col0[:0:-1], row0], 0)  # rc[L + d] = T[0, d], rc[L - d] = T[d, 0]
+    base = rc[lags + d[None, :] - d[:, None]]
+    if lags == 0:
+        return base
+    uh = u[start - 1 - np.arange(lags)]
+    vh = v[start - 1 - np.arange(lags)]
+    ut = u[n - 1 - np.arange(lags)]
+    vt = v[n - 1 - np.arange(lags)]
+    kk = uh[:, None] * vh[None, :] - ut[:, None] * vt[None, :]
+    kk = jnp.pad(kk, [(1, 0), (1, 0)] + [(0, 0)] * (kk.ndim - 2))
+    # inclusive prefix sum along the main diagonal (Hillis-Steele doubling)
+    m = kk.shape[0]
+    s = 1
+    while s < m:
+        kk = kk + jnp.pad(kk[: m - s, : m - s], [(s, 0), (s, 0)] + [(0, 0)] * (kk.ndim - 2))
+        s *= 2
+    return base + kk
