@@ -44,7 +44,11 @@ Per reference point n, over admissible candidates (|n - j| > t):
    ``D(n+i, j+i) > 0``.
 When every series of a chunk has ``eps0 > 1`` (the paper's ``r = 20`` on weights whose range is
 < 20) all points share box (0, 0), k0 = 0 and ties go to the largest j: a cheaper path is taken
-(``lax.cond``), with the general path as fallback.
+(``lax.cond``), with the general path as fallback. For the per-window slope that path
+(:func:`_onebox_rows`) computes each unordered pair's D once (D is symmetric), walking the
+diagonals j - n = k of the distance matrix, and keeps per reference point the best candidate
+above and below it in a few selects per pair; XLA fuses it into vectorised loops over the
+windows (lanes). Windows with more than ``_DIAG_MAX_N`` candidates use a candidate loop instead.
 
 Exact float64 on XLA (what a user must set: nothing)
 ----------------------------------------------------
@@ -70,14 +74,21 @@ Memory
 :func:`lyap_r` works on chunks of ``chunk_size`` series (``lax.map``); the general path holds a
 few ``(N - t, N, chunk)`` arrays (distance matrix, masks, keys): about
 ``6 * 8 * (N-t) * N * chunk`` bytes in float64 (L = 200: ~1.6 MB per series).
-:func:`windowed_le` holds per weight chunk the float64 trajectory chunk ``T * C * 8`` bytes, its
-windows ``window * n_windows * C * 8`` and about 8 arrays of ``(N - t + 1) * n_windows * C``
-(fast path; the general fallback about 6 of ``(N-t) * N * n_windows * C``); with the default
-``chunk_size=256`` weights and T = 11,500 (254 windows of 50) that is ~0.4 GB in parity mode
-(the fallback ~2 GB), independent of the number of weights.
+:func:`windowed_le` on the one-box path (every window's range < r, the paper's case) works on
+blocks of ``B = 4096`` windows in float64 (8192 in float32; ``(4096 // n_windows)`` weights, 16
+for 254 windows of 50), whatever ``chunk_size``: per block the trajectory block ``T * 16 * 8``
+bytes (1.5 MB), its windows ``window * B * 8`` (1.6 MB) and the kernel's per-row vectors, at
+most ``(6 * (N - t) + 2 * N) * B * 8`` bytes (7.5 MB: ~1.9 kB of state per window in float64,
+half in float32; each fused kernel touches a few dozen of them, ~1 MB), with at most 5 blocks
+in flight: a few tens of MB in all, independent of the number of weights. The
+general fallback (a window wider than r, or ``r=None``) runs ``chunk_size`` weights per step and
+holds about 6 arrays of ``(N-t) * N * n_windows * chunk_size`` (~2 GB for 256 weights x 254
+windows of 50 in float64): lower ``chunk_size`` to bound it. Results do not depend on
+``chunk_size``.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 from typing import NamedTuple
@@ -248,6 +259,18 @@ def _prepare(x, r, quantize: bool, exact: bool, m: int, d: int, s: int, t: int):
     return xs, eps0, status.astype(jnp.int8)
 
 
+def _row_sum(a):
+    """Sum over axis 0 in TISEAN's order, ``((0 + a[0]) + a[1]) + ...``, for any lane count.
+
+    ``jnp.sum(a, axis=0)`` is not: XLA CPU reassociates the reduction differently for different
+    shapes (last-bit differences between chunk sizes). A loop over the rows fixes the order.
+    """
+    def body(i, acc):
+        return acc + lax.dynamic_index_in_dim(a, i, 0, keepdims=False)
+
+    return lax.fori_loop(0, a.shape[0], body, jnp.zeros(a.shape[1:], a.dtype))
+
+
 def _valid_mask(nref: int, N: int, t: int):
     n = np.arange(nref)[:, None]
     j = np.arange(N)[None, :]
@@ -368,7 +391,7 @@ def _core(x, *, m, d, t, s, r, quantize, exact, n_out):
     for i in range(n_out):
         delta = _dist(xs, i, nref, jbest + i, m, d, exact)
         use = has & (delta > 0)
-        lyaps.append(jnp.sum(jnp.where(use, jnp.log(jnp.where(use, delta, 1.0)), 0.0), axis=0))
+        lyaps.append(_row_sum(jnp.where(use, jnp.log(jnp.where(use, delta, 1.0)), 0.0)))
         founds.append(jnp.sum(use, axis=0, dtype=jnp.int32))
     skipped = jnp.sum(skipped & ok[None], axis=0, dtype=jnp.int32)
     return jnp.stack(lyaps), jnp.stack(founds), skipped, status
@@ -470,8 +493,98 @@ def _check_window(window, stride, m, d, s, t):
                          f"needs window >= {(m - 1) * d + s + t + 2}")
 
 
+def _onebox_rows(xs, *, m, d, t, s, exact):
+    """Neighbours of the one-box case (every point in one box, level 0), walking the diagonals.
+
+    xs: (L, B) rescaled, lanes last. D is symmetric (``(a - b)**2 == (b - a)**2`` exactly), so each
+    unordered pair is computed once: for each diagonal k = j - n > t, ``D_k[p] = D(p, p + k)`` for
+    p = 0..N-k, from the squares ``e_k[q] = (xs[q] - xs[q + k])**2`` shared by the m coordinates
+    and accumulated c = 0, 1, ..., m-1 from the first square (bit-identical to TISEAN's
+    ``0.0 + ...`` sum, since ``0.0 + e == e``). The pair (p, p + k) is a candidate of row p (the
+    "high" candidates j > n, met in increasing j: ``<=`` keeps the last of equal D, i.e. the
+    largest j) and of row p + k (the "low" candidates j < n, met in decreasing j: strict ``<``
+    keeps the first, again the largest j); the divergence one step later is ``D_k[p + 1]`` in
+    both cases. Per row the two classes merge with ties to the high class (larger j). All points
+    in one box and level 0 accepting every D < 1, this is TISEAN's neighbour: the smallest
+    positive D < 1, ties to the largest j.
+
+    Every array is a (B,) lane vector (per row and diagonal), so XLA fuses the row chains into
+    vectorised loop kernels; callers keep B around a few thousand lanes so that the kernels'
+    operands stay in L2 (see :func:`_fast_block`). Per (unordered) pair: one difference, square
+    and add per coordinate's square, two for the positive test, three per row update.
+    Returns, each (nref, B): best (the neighbour's D; 1.0 or prev(1.0) when there is none), d1
+    (``D(n+1, j+1)`` of the neighbour j, NaN when there is none), dmin (smallest admissible D).
+    """
+    L, B = xs.shape
+    N = L - (m - 1) * d - s
+    nref = N - t
+    dt = xs.dtype
+    below_one = jnp.asarray(np.nextafter(np.array(1.0, dt), np.array(0.0, dt)), dt)
+    one = jnp.ones((B,), dt)
+    inf = jnp.asarray(np.inf, dt)
+    nan = jnp.full((B,), np.nan, dt)
+    x = [xs[i] for i in range(L)]
+    bH = [jnp.full((B,), below_one, dt)] * nref  # high class: accept D <= prev(1), i.e. D < 1
+    dH = [nan] * nref
+    bL = [one] * nref  # low class: strict D < best, from 1
+    dL = [nan] * nref
+    dmin = [jnp.full((B,), np.inf, dt)] * nref  # smallest admissible D (skipped count)
+    for k in range(t + 1, N):
+        npos = N - k + 1  # D_k[p] for p = 0..N-k (p = N-k only as a divergence)
+        e = [_sq(x[q] - x[q + k], exact) for q in range(npos + (m - 1) * d)]
+        D = []
+        for p in range(npos):
+            acc = e[p]
+            for c in range(1, m):
+                acc = acc + e[p + c * d]
+            D.append(acc)
+        for p in range(N - k):  # pair (p, p + k), both in [0, N)
+            Dp = jnp.where(D[p] > 0, D[p], inf)
+            if p < nref:  # row p, candidate j = p + k
+                dmin[p] = jnp.minimum(dmin[p], D[p])
+                u = Dp <= bH[p]
+                bH[p] = jnp.where(u, Dp, bH[p])
+                dH[p] = jnp.where(u, D[p + 1], dH[p])
+            n = p + k
+            if n < nref:  # row n, candidate j = p
+                dmin[n] = jnp.minimum(dmin[n], D[p])
+                u = Dp < bL[n]
+                bL[n] = jnp.where(u, Dp, bL[n])
+                dL[n] = jnp.where(u, D[p + 1], dL[n])
+    best, d1 = [], []
+    for n in range(nref):
+        use_h = ~jnp.isnan(dH[n]) & ~(bL[n] < bH[n])
+        best.append(jnp.where(use_h, bH[n], bL[n]))
+        d1.append(jnp.where(use_h, dH[n], dL[n]))
+    return jnp.stack(best), jnp.stack(d1), jnp.stack(dmin)
+
+
+# The diagonal kernel unrolls one small op chain per pair: (N - t)**2 / 2 pairs, ~12 HLO ops each
+# (406 pairs for the paper's windows of 50: ~10 s to compile); beyond this many candidates the
+# candidate loop (N unrolled steps over (N - t, B) arrays) is used instead.
+_DIAG_MAX_N = 32
+
+
 def _slope_onebox(xs, *, m, d, t, s, exact):
-    """Fast path of the slope (every point in one box, level 0): one pass over candidates.
+    """Fast path of the slope (one box, level 0): :func:`_onebox_rows`, then the log sums
+    (windows with more than ``_DIAG_MAX_N`` candidates: :func:`_slope_onebox_loop`).
+
+    xs: (L, B) rescaled. Returns lyap (2, B), found (2, B) int32, skipped (B,) int32.
+    """
+    if xs.shape[0] - (m - 1) * d - s > _DIAG_MAX_N:
+        return _slope_onebox_loop(xs, m=m, d=d, t=t, s=s, exact=exact)
+    best, d1, dmin = _onebox_rows(xs, m=m, d=d, t=t, s=s, exact=exact)
+    has = ~jnp.isnan(d1)
+    use1 = has & (d1 > 0)
+    lyap0 = _row_sum(jnp.where(has, jnp.log(best), 0.0))
+    lyap1 = _row_sum(jnp.where(use1, jnp.log(jnp.where(use1, d1, 1.0)), 0.0))
+    found = jnp.stack([jnp.sum(has, 0, dtype=jnp.int32), jnp.sum(use1, 0, dtype=jnp.int32)])
+    skipped = jnp.sum(~(dmin < 1), axis=0, dtype=jnp.int32)
+    return jnp.stack([lyap0, lyap1]), found, skipped
+
+
+def _slope_onebox_loop(xs, *, m, d, t, s, exact):
+    """One-box slope for long windows (see :func:`_slope_onebox`): one pass over candidates.
 
     xs: (L, B) rescaled. Walks the candidates j = 0..N-1 (unrolled) keeping, per reference point,
     the best D (ties -> the later, i.e. larger, j: TISEAN's scan in decreasing j with strict <),
@@ -504,8 +617,8 @@ def _slope_onebox(xs, *, m, d, t, s, exact):
         d1 = jnp.where(upd, col_next[1:], d1)
     has = ~jnp.isnan(d1)
     use1 = has & (d1 > 0)
-    lyap0 = jnp.sum(jnp.where(has, jnp.log(best), 0.0), axis=0)
-    lyap1 = jnp.sum(jnp.where(use1, jnp.log(jnp.where(use1, d1, 1.0)), 0.0), axis=0)
+    lyap0 = _row_sum(jnp.where(has, jnp.log(best), 0.0))
+    lyap1 = _row_sum(jnp.where(use1, jnp.log(jnp.where(use1, d1, 1.0)), 0.0))
     found = jnp.stack([jnp.sum(has, 0, dtype=jnp.int32), jnp.sum(use1, 0, dtype=jnp.int32)])
     skipped = jnp.sum(~(dmin < 1), axis=0, dtype=jnp.int32)
     return jnp.stack([lyap0, lyap1]), found, skipped
@@ -561,11 +674,6 @@ def _windows(traj, window, stride):
 _STATIC = ("m", "d", "t", "s", "r", "quantize", "window", "stride")
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
-def _windowed_easy(traj, *, window, stride, m, d, t, s, r, quantize):
-    return _easy(_windows(traj, window, stride), r=r, quantize=quantize, m=m, d=d, s=s, t=t)
-
-
 @functools.partial(jax.jit, static_argnames=_STATIC + ("path",))
 def _windowed_chunk(traj, *, window, stride, m, d, t, s, r, quantize, path):
     """traj: (T, C) one weight chunk -> le (n_windows, C), status (n_windows, C)."""
@@ -576,6 +684,34 @@ def _windowed_chunk(traj, *, window, stride, m, d, t, s, r, quantize, path):
     return slope.reshape(nw, C), status.reshape(nw, C)
 
 
+# Lanes (windows) per device step of the one-box path: the kernel's per-row vectors
+# (B * itemsize bytes each, a few dozen live per fused kernel) stay in L2 around 4-8k lanes;
+# 16k lanes and more ran 2-4x slower on a 2-core EPYC (benchmarks/lyapunov.py).
+_FAST_LANES = {4: 8192, 8: 4096}
+
+
+def _fast_block(nw: int, itemsize: int) -> int:
+    """Weights per device step of the one-box path for windows of nw per weight."""
+    return max(1, _FAST_LANES.get(itemsize, 4096) // max(nw, 1))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("dtype",))
+def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
+    """One-box attempt on a weight block: traj (T, C) (cast to dtype here, exactly) ->
+    le (n_windows, C), status (n_windows, C), easy (): whether the one-box path was exact for
+    every window of the block (else the caller recomputes the block on the general path)."""
+    traj = traj.astype(dtype)
+    T, C = traj.shape
+    nw = n_windows(T, window, stride)
+    exact = traj.dtype == jnp.float64
+    xs, eps0, status = _prepare(_windows(traj, window, stride), r, quantize, exact, m, d, s, t)
+    easy = jnp.all((eps0 > 1) | (status != Status.OK))
+    lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
+    S = _finish(lyap, found)
+    slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
+    return slope.reshape(nw, C), status.reshape(nw, C), easy
+
+
 def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1, t: int = 0,
                 s: int = 20, r: float | None = 20.0, quantize: bool = False,
                 mode: str = "auto", chunk_size: int = 256, end_offset: int = 5) -> WindowedLE:
@@ -584,9 +720,11 @@ def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int 
     traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
     Windows: all complete ones, ``n = (T - window) // stride + 1``; window k covers steps
     [stride*k, stride*k + window). mode: "parity" (float64, TISEAN-exact; float32 trajectories are
-    cast, exactly), "fast" (float32) or "auto" (by dtype). chunk_size: weights per device step;
-    memory per step ~ ``(T + 9 * (window - s) * n_windows) * chunk_size * itemsize`` bytes on the
-    fast path (~0.4 GB for 256 weights x 11,500 steps in float64), and the results do not depend
+    cast, exactly), "fast" (float32) or "auto" (by dtype). chunk_size: weights per device step
+    of the general (boxed) path, taken only for blocks with a window whose range exceeds r (or
+    r=None), ~6 * 8 * (N-t) * N * n_windows bytes per weight in float64; the one-box path
+    runs fixed cache-sized blocks of 4096 (float64) / 8192 (float32) windows, a few MB each
+    (module docstring, Memory). The results do not depend
     on it. Returns :class:`WindowedLE` (le (n_windows, ...), end_steps (n_windows,), status).
     """
     r = _check_static(m, d, t, s, r)
@@ -605,18 +743,50 @@ def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int 
     ends = window_end_steps(nw, window, stride, end_offset)
     if nw > 0 and W > 0:
         flat = traj.reshape(T, W)
+        kw = dict(window=window, stride=stride, m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
+        # send float32 data as is (the cast to float64 happens on device and is exact)
+        src = np.dtype(getattr(traj, "dtype", dtype))
+        send = src if src in (np.dtype(np.float32), dtype) else dtype
         C = min(int(chunk_size), W)
-        for w0 in range(0, W, C):
-            w1 = min(w0 + C, W)
-            chunk = jnp.asarray(flat[:, w0:w1], dtype)
-            if w1 - w0 < C:  # pad the last chunk (constant columns) to reuse the compiled step
-                chunk = jnp.pad(chunk, ((0, 0), (0, C - (w1 - w0))))
-            kw = dict(window=window, stride=stride, m=m, d=d, t=t, s=s, r=r,
-                      quantize=bool(quantize))
-            path = "onebox" if bool(_windowed_easy(chunk, **kw)) else "general"
-            l_c, s_c = _windowed_chunk(chunk, path=path, **kw)
-            le[:, w0:w1] = np.asarray(l_c)[:, : w1 - w0]
-            status[:, w0:w1] = np.asarray(s_c)[:, : w1 - w0]
+
+        def block(w0, w1, width):
+            chunk = flat[:, w0:w1]
+            chunk = jnp.asarray(chunk if isinstance(chunk, jax.Array) else np.asarray(chunk), send)
+            if w1 - w0 < width:  # pad the last block (constant columns) to reuse the compiled step
+                chunk = jnp.pad(chunk, ((0, 0), (0, width - (w1 - w0))))
+            return chunk
+
+        def general(w0, w1, width):
+            for g0 in range(w0, w1, width):
+                g1 = min(g0 + width, w1)
+                l_c, s_c = _windowed_chunk(block(g0, g1, width).astype(dtype), path="general",
+                                           **kw)
+                le[:, g0:g1] = np.asarray(l_c)[:, : g1 - g0]
+                status[:, g0:g1] = np.asarray(s_c)[:, : g1 - g0]
+
+        if r is None:  # eps0 = 1e-3: the boxed path throughout
+            general(0, W, C)
+        else:
+            # one-box path in cache-sized blocks, dispatched ahead (no host sync per block); a
+            # block with a window whose range exceeds r is redone on the general path
+            Cb = _fast_block(nw, np.dtype(dtype).itemsize)  # one compiled shape per (T, options)
+            pending: collections.deque = collections.deque()
+
+            def collect():
+                w0, w1, (l_c, s_c, easy) = pending.popleft()
+                if bool(easy):
+                    le[:, w0:w1] = np.asarray(l_c)[:, : w1 - w0]
+                    status[:, w0:w1] = np.asarray(s_c)[:, : w1 - w0]
+                else:
+                    general(w0, w1, Cb)
+
+            for w0 in range(0, W, Cb):
+                w1 = min(w0 + Cb, W)
+                pending.append((w0, w1, _windowed_fast(block(w0, w1, Cb), dtype=dtype, **kw)))
+                if len(pending) > 3:
+                    collect()
+            while pending:
+                collect()
     tail = shape[1:]
     return WindowedLE(le.reshape((nw,) + tail), ends, status.reshape((nw,) + tail))
 

@@ -267,3 +267,137 @@ def test_general_path_fallback_when_range_exceeds_r():
     traj[:, 3] *= 5e4  # interval > r = 20 in this weight
     got = windowed_le(traj, mode="parity")
     np.testing.assert_allclose(got.le, windowed_le_numpy(traj), atol=1e-12, rtol=0)
+
+
+# ----------------------------------------------------------------------------- one-box kernel
+
+@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s"))
+def _onebox(x, *, m, d, t, s):
+    """The diagonal one-box kernel on x (B, L) float64: per reference point (nref, B) the
+    neighbour's D, D(n+1, j+1) (NaN: no neighbour) and the smallest admissible D."""
+    xs, _, _ = ly._prepare(x.T, 20.0, False, True, m, d, s, t)
+    return ly._onebox_rows(xs, m=m, d=d, t=t, s=s, exact=True)
+
+
+def _sums(best, d1, dmin):
+    """S(0), S(1), found (2, B), skipped (B,) from the kernel's rows (TISEAN's order of sums)."""
+    has = ~np.isnan(d1)
+    use1 = has & (d1 > 0)
+    l0 = np.where(has, np.log(np.where(has, best, 1.0)), 0.0).sum(0)
+    l1 = np.where(use1, np.log(np.where(use1, d1, 1.0)), 0.0).sum(0)
+    found = np.stack([has.sum(0), use1.sum(0)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        S = np.where(found > 0, np.stack([l0, l1]) / found / 2.0, np.nan)
+    return S, found, (~(dmin < 1)).sum(0)
+
+
+def _onebox_numpy(x, m, d, t, s):
+    """TISEAN's one-box neighbour per reference point in NumPy float64 (separate roundings):
+    the smallest D in (0, 1) over |n - j| > t, ties to the largest j. x (L,) -> best, d1 (nref,)."""
+    L = x.shape[0]
+    N = L - (m - 1) * d - s
+    nref = N - t
+    xs = (x - x.min()) / (x.max() - x.min())
+    a = np.arange(N + 1)
+
+    def D(rows, cols):
+        acc = 0.0
+        for c in range(m):
+            u = xs[rows[:, None] + c * d] - xs[cols[None, :] + c * d]
+            acc = acc + u * u
+        return acc
+
+    Dm = D(a, a)  # (N+1, N+1)
+    best = np.full(nref, np.nan)
+    d1 = np.full(nref, np.nan)
+    for n in range(nref):
+        j = np.arange(N)
+        v = Dm[n, :N]
+        ok = (np.abs(n - j) > t) & (v > 0) & (v < 1)
+        if ok.any():
+            best[n] = v[ok].min()
+            jb = j[ok & (v == best[n])].max()
+            d1[n] = Dm[n + 1, jb + 1]
+    return best, d1
+
+
+def _check_rows(x, best, d1, m, d, t, s):
+    """The kernel's neighbours == NumPy's, bit for bit (D values and tie-breaking)."""
+    for k in range(x.shape[0]):
+        bn, dn = _onebox_numpy(x[k], m, d, t, s)
+        has = ~np.isnan(dn)
+        np.testing.assert_array_equal(~np.isnan(d1[:, k]), has, err_msg=str(k))
+        np.testing.assert_array_equal(best[has, k], bn[has], err_msg=str(k))
+        np.testing.assert_array_equal(d1[has, k], dn[has], err_msg=str(k))
+
+
+def test_onebox_kernel_reference_set(ref):
+    """Every r = 20 case whose range is < 20 (one box): TISEAN's S(0), S(1), found; the same
+    neighbours as NumPy (D bits and ties) and as the closed form of lyap_r."""
+    z = ref
+    n = 0
+    for p in range(5):
+        o = _opts(z, p)
+        if o["r"] is None:
+            continue
+        if 50 - (o["m"] - 1) * o["d"] - o["s"] > ly._DIAG_MAX_N:
+            continue  # longer windows take the candidate loop (the previous kernel)
+        for L in (50,):
+            for fmt, src in (("%.17g", z["series"]), ("%f", z["series_f6"])):
+                cases = _cases(z, p, fmt, L)
+                x = np.stack([src[z["case_series"][c], :L] for c in cases])
+                rng_ = np.ptp(x, axis=1)
+                keep = (z["case_status"][cases] == "ok") & (rng_ > 0) & (rng_ < o["r"])
+                cases, x = cases[keep], x[keep]
+                best, d1, dmin = jax.device_get(_onebox(x, m=o["m"], d=o["d"], t=o["t"],
+                                                        s=o["s"]))
+                S, found, skipped = _sums(best, d1, dmin)
+                full = jax.device_get(lyap_r(x, **o))
+                for k, c in enumerate(cases):
+                    np.testing.assert_array_equal(found[:, k], z["found"][c, :2], err_msg=str(c))
+                    np.testing.assert_allclose(S[:, k], z["curves_full"][c, :2], atol=1e-12,
+                                               rtol=0, err_msg=str(c))
+                _check_rows(x, best, d1, o["m"], o["d"], o["t"], o["s"])  # float64 bits
+                np.testing.assert_allclose(S.T, full.S[:, :2], atol=1e-14, rtol=0)
+                np.testing.assert_array_equal(found.T, full.found[:, :2])
+                np.testing.assert_array_equal(skipped, full.skipped)
+                n += len(cases)
+    assert n > 50
+
+
+@pytest.mark.parametrize("m,d,t,s", [(3, 2, 3, 15), (1, 1, 0, 20), (4, 1, 1, 18), (2, 3, 0, 20)])
+def test_onebox_kernel_general_options(m, d, t, s):
+    """Other embeddings / Theiler windows, on tie-rich data: NumPy's neighbours bit for bit,
+    lyap_r's closed form and the literal loop."""
+    rng = np.random.default_rng(m * 100 + d * 10 + t)
+    w = np.cumsum(rng.standard_normal((60, 50)), 1)
+    w[::3] = np.round(w[::3])  # plateaus and exact ties
+    w[1::7] = np.round(w[1::7] / 4) * 4
+    best, d1, dmin = jax.device_get(_onebox(w, m=m, d=d, t=t, s=s))
+    _check_rows(w, best, d1, m, d, t, s)
+    S, found, skipped = _sums(best, d1, dmin)
+    full = jax.device_get(lyap_r(w, m=m, d=d, t=t, s=s, r=1e6))
+    np.testing.assert_allclose(S.T, full.S[:, :2], atol=1e-14, rtol=0)
+    np.testing.assert_array_equal(found.T, full.found[:, :2])
+    np.testing.assert_array_equal(skipped, full.skipped)
+    for i in range(0, 60, 9):  # and the literal loop
+        Sn, fn, skn, _ = lyap_r_numpy(w[i], m=m, d=d, t=t, s=s, r=1e6)
+        np.testing.assert_array_equal(found[:, i], fn[:2])
+        np.testing.assert_allclose(S[:, i], Sn[:2], atol=1e-12, rtol=0)
+        assert skipped[i] == skn
+
+
+def test_windowed_blocks_equal_unchunked():
+    """Several one-box blocks (the last one padded) == one window at a time == the NumPy loop."""
+    T, W = 45 * 99 + 50, 100  # 100 windows per weight -> blocks of 40 weights in parity mode
+    traj = _traj(T=T, W=W, seed=5)
+    got = windowed_le(traj, mode="parity")
+    assert ly._fast_block(100, 8) < W
+    one = np.stack([np.asarray(windowed_le_update(jnp.asarray(traj[45 * k: 45 * k + 50]),
+                                                  mode="parity")[0]) for k in range(100)])
+    np.testing.assert_array_equal(got.le, one)
+    for k, w in [(0, 0), (3, 2), (50, 7), (99, 41), (99, 99), (60, 80)]:
+        want = windowed_le_numpy(traj[45 * k: 45 * k + 50, w].astype(np.float64))[0]
+        np.testing.assert_allclose(got.le[k, w], want, atol=1e-12, rtol=0, equal_nan=True)
+    fast = windowed_le(traj, mode="fast", chunk_size=7)
+    np.testing.assert_array_equal(np.isnan(fast.le), np.isnan(got.le))
