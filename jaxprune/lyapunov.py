@@ -469,14 +469,19 @@ def n_windows(T: int, window: int = 50, stride: int = 45) -> int:
     return max((T - window) // stride + 1, 0) if T >= window else 0
 
 
-def window_end_steps(n: int, window: int = 50, stride: int = 45, offset: int = 5) -> np.ndarray:
-    """End step of each window, the paper's ``r_k = int(window * (1 - overlap) * (k + 1) + 5)``.
+def window_end_steps(n: int, window: int = 50, stride: int = 45,
+                     offset: int | None = None) -> np.ndarray:
+    """End step (1-based optimizer step) of each window: ``stride * (k + 1) + offset``.
 
-    With ``stride = window - round(window * overlap)`` this is ``stride * (k + 1) + offset``
-    (window 50 / stride 45: 50, 95, 140, ...). Window k covers steps [stride*k, stride*k+window).
-    Returns int64 (n,).
+    Window k covers steps [stride*k, stride*k+window) of the trajectory, whose last entry is
+    written after step ``stride * k + window``: that is the default (``offset = window - stride``),
+    the same convention as `jaxprune.train.window_end_steps`. For the paper's window 50 / stride
+    45 it equals the paper's ``r_k = int(50 * 0.9 * (k + 1) + 5)`` (50, 95, 140, ...). The paper
+    hard-coded the ``+ 5``; pass ``offset=5`` to reproduce it for other windows (e.g. its window
+    200 / stride 180 scripts). Returns int64 (n,).
     """
-    del window  # the formula only involves the stride; kept for a self-describing call
+    if offset is None:
+        offset = window - stride
     return stride * (np.arange(n, dtype=np.int64) + 1) + offset
 
 
@@ -714,7 +719,7 @@ def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
 
 def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1, t: int = 0,
                 s: int = 20, r: float | None = 20.0, quantize: bool = False,
-                mode: str = "auto", chunk_size: int = 256, end_offset: int = 5) -> WindowedLE:
+                mode: str = "auto", chunk_size: int = 256, end_offset: int | None = None) -> WindowedLE:
     """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
 
     traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
@@ -838,7 +843,7 @@ class LyapunovStream:
 
     def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = 2,
                  d: int = 1, t: int = 0, s: int = 20, r: float | None = 20.0,
-                 quantize: bool = False, mode: str = "parity", end_offset: int = 5):
+                 quantize: bool = False, mode: str = "parity", end_offset: int | None = None):
         self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r),
                          quantize=bool(quantize))
         _check_window(window, stride, m, d, s, t)

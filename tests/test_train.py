@@ -201,3 +201,13 @@ def test_named_original_config():
     cfg = CONFIGS["original_mnist"]
     assert (cfg.hidden, cfg.activation, cfg.loss, cfg.optimizer) == ((50, 30), "sigmoid", "mse", "sgd")
     assert (cfg.learning_rate, cfg.batch_size, cfg.epochs, cfg.window, cfg.stride) == (0.5, 128, 50, 50, 45)
+
+
+def test_window_end_steps_agree_with_the_lyapunov_module():
+    from jaxprune import lyapunov
+
+    for window, stride in ((50, 45), (200, 180), (8, 5), (30, 30)):
+        np.testing.assert_array_equal(
+            lyapunov.window_end_steps(7, window, stride), window_end_steps(7, window, stride))
+    # the paper's formula for its 50 / 45 windows
+    np.testing.assert_array_equal(window_end_steps(4, 50, 45), [int(50 * 0.9 * (k + 1) + 5) for k in range(4)])
