@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxprune import pipeline, prune
+from jaxprune import pipeline, prune, rundir
 from jaxprune.data import load_dataset
 from jaxprune.pipeline import LegcnetConfig, effective_maxlag, granger_on_le, preset, run
 from jaxprune.train import TrainConfig
@@ -58,6 +58,19 @@ def test_results_json_and_report(finished_run):
         assert by["dense"]["sparsity"] == 0.0
         dense_flops = by["dense"]["flops"]
         assert by["legcnet_ft"]["flops"] == dense_flops - 2 * sum(by["legcnet_ft"]["pruned_per_layer"])
+        # every retrained net is saved: pruned weights exactly 0, curves as long as its epochs
+        keep = rundir.load_masks(out, [seed])[seed]
+        for name, rec in by.items():
+            net = rundir.load_retrained(out, seed, name)
+            flat = np.concatenate([k.ravel() for k in net["kernels"]])
+            assert np.all(flat[~keep[name]] == 0), name
+            assert len(net["train_accuracy_history"]) == rec["epochs"]
+            assert float(net["test_accuracy"]) == rec["test_accuracy"]
+        # the all-kept "dense" retraining repeats the dense run (same init, the run's seed fixes
+        # the batch order), so its curve is the dense curve's start
+        dense_curve = np.asarray(rundir.load_dense(out, seed)["train_accuracy_history"])
+        again = rundir.load_retrained(out, seed, "dense")["train_accuracy_history"]
+        np.testing.assert_array_equal(again, dense_curve[: len(again)])
 
 
 @pytest.mark.timeout(600)
@@ -119,8 +132,9 @@ def test_no_weight_causal_and_every_weight_causal(tmp_path):
     assert summary.pruned_total == 0
     # an all-pruned net still retrains (to nothing useful) without error
     data = _iris(0)
-    rec, trained = pipeline.retrain(data, CFG.replace(max_retrain_epochs=2), params,
-                                    prune.mask_from_flat(np.zeros(42, bool), params))
+    rec, trained, history = pipeline.retrain(data, CFG.replace(max_retrain_epochs=2), params,
+                                             prune.mask_from_flat(np.zeros(42, bool), params))
+    assert len(history["train_accuracy"]) == 2
     assert rec["sparsity"] == 1.0 and rec["epochs"] == 2
     for leaf_mask, leaf in zip(jax.tree.leaves(prune.mask_from_flat(np.zeros(42, bool), params)),
                                jax.tree.leaves(trained)):

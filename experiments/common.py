@@ -1,0 +1,84 @@
+"""Shared plumbing of the studies: run the pipeline, render the report with the analyses,
+prune artifacts."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxprune import pipeline, report
+
+
+def prune_artifacts(run_dir) -> None:
+    """Delete checkpoints and ``.npz`` files, keeping report.md, figures/, *.json."""
+    run_dir = Path(run_dir)
+    for p in sorted(run_dir.rglob("ckpt_*"), reverse=True):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    for p in run_dir.rglob("*.npz"):
+        p.unlink()
+
+
+def run_study(name: str, dataset_fn, cfg: pipeline.LegcnetConfig, seeds, out_dir, *,
+              artifacts: bool = True, resume: bool = False, log=print) -> dict:
+    """pipeline.run (which also saves the retrained nets) -> report with analyses and figures.
+    Returns a summary with the results, the analyses and the wall time."""
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    results = pipeline.run(dataset_fn, cfg, seeds, out_dir, resume=resume,
+                           checkpoint_every_s=1e9)
+    t_pipe = time.perf_counter() - t0
+    extras = report.analyse_run(out_dir, results)
+    (out_dir / "report.md").write_text(report.render(results, out_dir, extras=extras))
+    seconds = time.perf_counter() - t0
+    log(f"[{name}] {len(seeds)} seeds in {seconds:.0f} s (pipeline {t_pipe:.0f} s) "
+        f"-> {out_dir / 'report.md'}")
+    if not artifacts:
+        prune_artifacts(out_dir)
+    return {"name": name, "results": results, "extras": extras, "seconds": seconds,
+            "pipeline_seconds": t_pipe, "out": str(out_dir)}
+
+
+def base_parser(doc: str, default_out: str, default_seeds: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=default_out, help="output directory")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"number of seeds 0..K-1 (default {default_seeds}, quick: CONFIG)")
+    p.add_argument("--quick", action="store_true", help="the short CPU configuration")
+    p.add_argument("--no-artifacts", action="store_true",
+                   help="delete checkpoints and .npz files afterwards (keep reports, figures, json)")
+    p.add_argument("--resume", action="store_true", help="resume a killed run")
+    return p
+
+
+def headline(summary: dict) -> dict:
+    """Key numbers of one study for cross-data-set tables."""
+    res, ex = summary["results"], summary["extras"]
+    by = {}
+    for r in res["runs"]:
+        by.setdefault(r["name"], []).append(r)
+    mean = {k: float(np.mean([r["test_accuracy"] for r in v])) for k, v in by.items()}
+    sparsity = {k: float(np.mean([r["sparsity"] for r in v])) for k, v in by.items()}
+    comps = {f"{c['a']}|{c['b']}": c for c in ex.get("comparisons", [])}
+    st = ex.get("stability", {}).get("within", {})
+    return {"dataset": res["dataset"], "seeds": len(res["seeds"]), "acc": mean,
+            "sparsity": sparsity, "comparisons": comps, "stability": st,
+            "seconds": summary["seconds"]}
+
+
+def write_json(path, obj) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=float))
+
+
+def apply_overrides(cfg: pipeline.LegcnetConfig, config: dict) -> pipeline.LegcnetConfig:
+    """``config["train_overrides"]`` / ``config["cfg_overrides"]`` applied to a preset."""
+    if config.get("train_overrides"):
+        cfg = cfg.replace(train=cfg.train.replace(**config["train_overrides"]))
+    if config.get("cfg_overrides"):
+        cfg = cfg.replace(**config["cfg_overrides"])
+    return cfg
