@@ -12,11 +12,10 @@ progression score), not the original's Pima diabetes classification; TensorFlow 
 Per data set: ``OUT/<name>/report.md`` (paired tests, IoU, spectra, figures); across data sets:
 ``OUT/report.md``.
 
-Runtime on this project's 2-core CPU (jax 0.10.2), measured while two other jobs shared it:
-``--quick --seeds 3`` (the committed example ``docs/example_tabular``) 32 minutes (iris 5,
-breast_cancer 8, wine 7, digits 12; about a fifth of it reruns the retraining to save the sparse
-nets' weights); the full config (5 seeds, twice the epochs) about 3x that. A single data set:
-``--datasets iris``.
+Runtime on this project's 2-core CPU (AMD EPYC, jax 0.10.2, otherwise idle):
+``--quick --seeds 3`` (the committed example ``docs/example_tabular``) 369 s (iris 72,
+breast_cancer 85, wine 67, digits 141); the full config (5 seeds, twice the epochs, PT
+baselines) an estimated (not timed) 3x that. A single data set: ``--datasets iris``.
 """
 from __future__ import annotations
 
