@@ -10,7 +10,7 @@ reused, only the Granger analysis and the retraining run again). ``OUT/report.md
 
 Runtime on this project's 2-core CPU (AMD EPYC, jax 0.10.2, otherwise idle): mnist5k
 ``--quick --seeds 3`` (the quick preset: 400 epochs, fast LE mode, baselines at FT sparsity)
-465 s for both analyses (all weights 286 s, last two layers 174 s); this is the example in
+440 s for both analyses (all weights 265 s, last two layers 172 s); this is the example in
 ``docs/example_mnist5k``. The full mnist5k config (parity LE, PT baselines, 5 seeds) is estimated
 (not timed) at 2-3x that: 5/3 the seeds and two more retrainings per seed. Full MNIST (50
 epochs of 383 steps on 49,000 training images) wants a GPU.

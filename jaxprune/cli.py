@@ -208,7 +208,9 @@ def _cmd_verify(args) -> int:
     (Path(args.run_dir) / "verify.json").write_text(json.dumps(report, indent=2))
     print(f"LE max |diff| vs the NumPy loop: {report['le_max_abs_diff']:.3g} "
           f"({report['le_mode']} mode); p-value max rel diff vs statsmodels: "
-          f"{report['pvalue_max_rel_diff']:.3g}; mask decisions that flip: "
+          f"{report['pvalue_max_rel_diff']:.3g} end to end, "
+          f"{report['granger_pvalue_max_rel_diff']:.3g} on the run's own LE series; "
+          f"mask decisions that flip: "
           f"{report['decision_flips']}; wrote {Path(args.run_dir) / 'verify.json'}")
     return 0 if report["decision_flips"] == 0 else 1
 

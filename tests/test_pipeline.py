@@ -79,6 +79,7 @@ def test_verify_finds_no_flips_in_parity_mode(finished_run):
     report = verify_run(out, sample=6)
     assert report["le_max_abs_diff"] <= 1e-12
     assert report["pvalue_max_rel_diff"] < 1e-6
+    assert report["granger_pvalue_max_rel_diff"] < 1e-6  # the kernel alone, on the run's LE
     assert report["decision_flips"] == 0
     assert all(s["weights_checked"] == 6 for s in report["seeds"])
 
@@ -173,3 +174,23 @@ def test_config_validation_and_presets():
     assert (p.train.hidden, p.maxlag, p.pt_windows, p.target_accuracy) == ((50, 30), 14, 25, 0.92)
     assert preset("iris").train.batch_size == 1
     assert LegcnetConfig.from_dict(json.loads(json.dumps(CFG.to_dict()))) == CFG
+
+
+def test_granger_stage_is_float64_without_x64():
+    """Fast-mode runs leave jax_enable_x64 off; the Granger stage must still be statsmodels-exact
+    (it once ran in float32 there: 7e-5 relative p-value errors on mnist5k)."""
+    from jaxprune.verify import _statsmodels_min_p
+
+    rng = np.random.default_rng(3)
+    n, w = 60, 5
+    risk = np.cumsum(rng.standard_normal(n)) * 0.01 + 0.5
+    le = rng.standard_normal((n, w)).astype(np.float32)
+    le[1:, 0] += 0.8 * np.diff(risk).astype(np.float32) * 50  # one weight related to risk
+    cfg = LegcnetConfig(maxlag=4)
+    with jax.enable_x64(False):
+        out = granger_on_le(le, risk.astype(np.float32), cfg)
+    assert out.pmin.dtype == np.float64
+    for c in range(w):
+        want = _statsmodels_min_p(risk.astype(np.float32).astype(np.float64),
+                                  le[:, c].astype(np.float64), 4, "ssr_chi2test")
+        np.testing.assert_allclose(out.pmin[c], want, rtol=1e-8)
