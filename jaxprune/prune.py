@@ -684,7 +684,9 @@ def masked(
 
     def init_fn(params):
         _check_same_structure(mask, params, "params")
-        return MaskedState(inner_state=inner.init(params), mask=mask)
+        # a copy per state: a train step may donate its state (GPU/TPU), which deletes the
+        # buffers it holds, and the caller's mask must outlive that
+        return MaskedState(inner_state=inner.init(params), mask=jax.tree.map(jnp.copy, mask))
 
     def update_fn(updates, state, params=None, **extra_args):
         grads = _zero_where_pruned(updates, state.mask)

@@ -132,6 +132,13 @@ def _adf_chunk(x, maxlag):
 
 @functools.partial(jax.jit, static_argnames=("maxlag", "chunk_size"))
 def _adf_jit(x, maxlag, chunk_size):
+    # float32 matmuls at full precision: GPUs default to TF32 / bf16 passes (H200: 18 %
+    # statistic errors); float64 is unaffected
+    with jax.default_matmul_precision("highest"):
+        return _adf_jit_body(x, maxlag, chunk_size)
+
+
+def _adf_jit_body(x, maxlag, chunk_size):
     b, n = x.shape
     fin = jnp.all(jnp.isfinite(x), -1)
     x0 = jnp.where(jnp.isfinite(x), x, 0)

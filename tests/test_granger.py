@@ -1,6 +1,7 @@
 """jaxprune.granger: statsmodels parity, degenerate inputs, batching, jit, full-size batch."""
 import time
 import warnings
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +72,10 @@ def _assert_parity(res, i, ref, maxlag, rtol=1e-8):
 
 @pytest.mark.parametrize("yname", ["wn", "ar9", "rw", "risk"])
 def test_parity_maxlag14(yname):
-    rng = np.random.default_rng(hash(yname) % 2**32)
+    # a fixed seed per series (str hash() is salted per process: that made this test flaky; in a
+    # 40-seed sweep 2 of 800 pairs exceed 1e-8, up to 2.0e-8, where statsmodels' own rounding is
+    # off: see the extended-precision check in test_parity_smooth_risk)
+    rng = np.random.default_rng(zlib.crc32(yname.encode()))
     n = 254
     ys, xs = _pairs(rng, n)
     y = ys[yname]

@@ -485,3 +485,15 @@ def test_summary_as_dict():
     _, s = prune.causal_mask(P_HAND, _params())
     d = s.as_dict()
     assert d["pruned_total"] == 8 and d["untestable_policy"] == "keep" and d["analysed"] == (12, 8)
+
+
+def test_masked_state_owns_its_mask():
+    """A GPU/TPU train step donates its state, deleting the buffers in it; the caller's mask
+    must survive (on an H200 the pipeline's later stages hit 'Array has been deleted')."""
+    params = _params((4, 6, 3))
+    mask = prune.mask_from_flat(np.arange(kernel_layout(params).n_weights) % 2 == 0, params)
+    state = prune.masked(optax.sgd(0.1), mask).init(params)
+    for leaf in jax.tree.leaves(state.mask):
+        leaf.delete()  # what donation does to the state's buffers
+    assert all(not leaf.is_deleted() for leaf in jax.tree.leaves(mask))
+    assert prune.flat_keep(mask).sum() == (kernel_layout(params).n_weights + 1) // 2
