@@ -65,29 +65,31 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
         pmin = np.asarray(analysis[f"pmin_{method}"])
         keep = np.asarray(analysis[f"mask_{method}"])
         p_diff, p_diff_own, flips = 0.0, 0.0, []
+        def reference_p(series):
+            """statsmodels' min p of an LE series as the run would test it (NaN fill, rounding);
+            NaN for a series without any estimate or one statsmodels refuses."""
+            if np.all(np.isnan(series)):
+                return float("nan")
+            p = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]), maxlag,
+                                   cfg["test"])
+            if cfg.get("round_pvalues") is not None and np.isfinite(p):
+                p = round(p, cfg["round_pvalues"])
+            return p
+
+        def rel_diff(p_ref, p_got):
+            if np.isfinite(p_ref) and np.isfinite(p_got):
+                return abs(p_ref - p_got) / max(abs(p_ref), 1e-10)
+            return 0.0
+
         for c, j in enumerate(pick):
             w = int(idx[j])
+            p_got = float(pmin[w])
             # the Granger kernel alone: statsmodels on the run's own LE series (in fast mode the
             # float32 LE differs from the reference loop's, and so do the p-values below)
-            own = le[:n, w]
-            if not np.all(np.isnan(own)) and np.isfinite(pmin[w]):
-                p_own = _statsmodels_min_p(risk[:n], np.nan_to_num(own, nan=cfg["nan_fill"]),
-                                           maxlag, cfg["test"])
-                if cfg.get("round_pvalues") is not None and np.isfinite(p_own):
-                    p_own = round(p_own, cfg["round_pvalues"])
-                if np.isfinite(p_own):
-                    p_diff_own = max(p_diff_own, abs(p_own - pmin[w]) / max(abs(p_own), 1e-10))
-            series = ref_le[:n, c]
-            if np.all(np.isnan(series)):
-                p_ref = float("nan")
-            else:
-                p_ref = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]),
-                                           maxlag, cfg["test"])
-            if cfg.get("round_pvalues") is not None and np.isfinite(p_ref):
-                p_ref = round(p_ref, cfg["round_pvalues"])
-            p_got = float(pmin[w])
-            if np.isfinite(p_ref) and np.isfinite(p_got):
-                p_diff = max(p_diff, abs(p_ref - p_got) / max(abs(p_ref), 1e-10))
+            if np.isfinite(p_got):
+                p_diff_own = max(p_diff_own, rel_diff(reference_p(le[:n, w]), p_got))
+            p_ref = reference_p(ref_le[:n, c])
+            p_diff = max(p_diff, rel_diff(p_ref, p_got))
             # the decision statsmodels' p would give under the same policy and alpha (no correction)
             if np.isfinite(p_ref):
                 ref_keep = p_ref < cfg["alpha"]
