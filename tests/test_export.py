@@ -195,16 +195,16 @@ def test_load_runs_any_batch_without_the_training_code(tmp_path):
 # ------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A one-seed iris run: 30 epochs x 15 steps, 16 windows (seconds)."""
+    """A one-seed iris run: 24 epochs x 15 steps, 13 windows, retraining <= 10 epochs."""
     from jaxprune.data import load_dataset
     from jaxprune.pipeline import LegcnetConfig, run
     from jaxprune.train import TrainConfig
 
     cfg = LegcnetConfig(
-        train=TrainConfig(hidden=(6,), batch_size=8, epochs=30, window=30, stride=27,
+        train=TrainConfig(hidden=(6,), batch_size=8, epochs=24, window=30, stride=27,
                           learning_rate=0.1),
         maxlag=4, pt_windows=8, target_accuracy=0.8, le_mode="fast", verify_sample=4,
-        baselines_for=("legcnet_ft",),
+        baselines_for=("legcnet_ft",), max_retrain_epochs=10,
     )
     out = tmp_path_factory.mktemp("run")
     results = run(lambda s: load_dataset("iris", seed=s), cfg, [0], out, checkpoint_every_s=0.0)
