@@ -88,23 +88,58 @@ class CompactNet:
 
     def __call__(self, x) -> jax.Array:
         """Scores ``(batch, n_out)`` for inputs ``(batch, n_features)`` (all features)."""
-        return compact_forward(self.activation)(jnp.asarray(x, jnp.float32), *self.arguments())
+        return compact_forward(self.activation)(jnp.asarray(x, jnp.float32),
+                                                *self.program_arguments())
 
     def argument_names(self) -> list[str]:
+        """Names of the stored arrays (``params.npz``), in the order of `arguments`."""
         names = [] if self.all_inputs_used else ["input_index"]
         for i in range(len(self.kernels)):
             names += [f"kernel_{i}", f"bias_{i}"]
         return names
 
     def arguments(self) -> list[np.ndarray]:
+        """The stored arrays: the compact kernels and biases (and the input index)."""
         args = [] if self.all_inputs_used else [self.input_index]
         for k, b in zip(self.kernels, self.biases):
             args += [k, b]
         return args
 
+    def program_arguments(self) -> list[np.ndarray]:
+        """What the forward pass takes after ``x``: see `input_mode` and `program_arguments`."""
+        return program_arguments(dict(zip(self.argument_names(), self.arguments())),
+                                 self.input_mode, int(self.original_widths[0]))
+
     @property
     def all_inputs_used(self) -> bool:
         return int(self.input_index.size) == int(self.original_widths[0])
+
+    @property
+    def input_mode(self) -> str:
+        """How the forward pass skips unused inputs: ``all`` (none unused); ``gather`` (read
+        only the used columns of x: pays when at most half are used); ``expand`` (multiply all
+        of x by a first kernel with zero rows for the unused inputs, rebuilt once at load time:
+        a column gather costs XLA:CPU about as much as the matmul it would save)."""
+        if self.all_inputs_used:
+            return "all"
+        return "gather" if 2 * self.input_index.size <= self.original_widths[0] else "expand"
+
+
+def program_arguments(stored: dict[str, np.ndarray], input_mode: str, n_features: int
+                      ) -> list[np.ndarray]:
+    """The forward pass's arguments after ``x`` from the stored arrays (``params.npz``):
+    ``[input_index]`` for ``gather``, then ``kernel_0, bias_0, ...``; for ``expand`` the first
+    kernel becomes ``(n_features, n_out_0')`` with zero rows for the unused inputs."""
+    n = sum(1 for k in stored if k.startswith("bias_"))
+    args = [stored["input_index"]] if input_mode == "gather" else []
+    for i in range(n):
+        k = stored[f"kernel_{i}"]
+        if i == 0 and input_mode == "expand":
+            full = np.zeros((n_features, k.shape[1]), k.dtype)
+            full[stored["input_index"]] = k
+            k = full
+        args += [k, stored[f"bias_{i}"]]
+    return args
 
 
 def compact(kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray],
@@ -202,12 +237,12 @@ def masked_forward(activation: str) -> Callable:
 def compact_forward(activation: str) -> Callable:
     """``f(x, [input_index], kernel_0, bias_0, kernel_1, ...) -> scores``: the compact net's
     forward pass, ``x`` ``(batch, n_features)`` float32 -> ``(batch, n_out)``. The input index
-    is there when the argument count is odd (some features feed nothing)."""
+    is there when the argument count is odd (`CompactNet.input_mode` ``gather``)."""
     act = _activation(activation)
 
     def f(x, *args):
         if len(args) % 2:
-            x = jnp.take(x, args[0], axis=1)
+            x = jnp.take(x, args[0], axis=1, mode="clip")  # indices are valid: no fill mask
             args = args[1:]
         n = len(args) // 2
         for i in range(n):
@@ -336,9 +371,11 @@ def load(directory) -> Callable[[np.ndarray], jax.Array]:
         exported = jax.export.deserialize(bytearray((directory / MODEL).read_bytes()))
     except ImportError as err:  # jax needs the flatbuffers package to read the file
         raise ImportError(f"{err} (pip install flatbuffers)") from err
-    with np.load(directory / PARAMS) as f:
-        args = [jnp.asarray(f[name]) for name in manifest["arguments"]]
     n_features = int(manifest["n_features"])
+    with np.load(directory / PARAMS) as f:
+        stored = {name: f[name] for name in manifest["arguments"]}
+    args = [jnp.asarray(a) for a in program_arguments(stored, manifest.get("input_mode", "all"),
+                                                        n_features)]
     call = jax.jit(exported.call)
 
     def f(x) -> jax.Array:
@@ -356,7 +393,7 @@ def serialise(net: CompactNet, platforms: Sequence[str] = PLATFORMS):
     """``jax.export.Exported`` of the compact forward pass, batch dimension symbolic."""
     (batch,) = jax.export.symbolic_shape("batch")
     specs = [jax.ShapeDtypeStruct((batch, net.original_widths[0]), jnp.float32)]
-    specs += [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in net.arguments()]
+    specs += [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in net.program_arguments()]
     return jax.export.export(jax.jit(compact_forward(net.activation)),
                              platforms=tuple(platforms))(*specs)
 
@@ -376,20 +413,27 @@ def write_model(net: CompactNet, out, platforms: Sequence[str] = PLATFORMS) -> N
     (out / MLIR).write_text(exported.mlir_module())
     (out / MANIFEST).write_text(json.dumps(
         {"format_version": FORMAT_VERSION, "arguments": net.argument_names(),
+         "input_mode": net.input_mode,
          "n_features": int(net.original_widths[0])}))
 
 
-def median_latency_ms(f: Callable, x, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``f(x)`` in ms over `repeats` calls, after `warmup` calls (which
-    compile); each call is waited for with ``block_until_ready``."""
-    for _ in range(warmup):
-        jax.block_until_ready(f(x))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(x))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+def median_latency_ms(fns: dict[str, Callable], x, repeats: int, warmup: int = 3
+                      ) -> dict[str, float]:
+    """Median wall time in ms of ``f(x)`` for each of `fns`, over `repeats` rounds after
+    `warmup` calls each (which compile). The functions alternate within each round (in turn
+    first), so on a shared machine both see the same load; every call is waited for with
+    ``block_until_ready``."""
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            jax.block_until_ready(fns[name](x))
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(fns[name](x))
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
 def _labels(scores: np.ndarray) -> np.ndarray:
@@ -536,8 +580,9 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
     latency = {"dense": {}, "exported": {}}
     for batch, reps in ((1, 4 * repeats), (1024, repeats)):
         x = jnp.asarray(rng.random((batch, net.original_widths[0]), np.float32))
-        latency["dense"][f"batch_{batch}"] = median_latency_ms(dense_fn, x, reps)
-        latency["exported"][f"batch_{batch}"] = median_latency_ms(model, x, reps)
+        for who, ms in median_latency_ms({"dense": dense_fn, "exported": model}, x,
+                                         reps).items():
+            latency[who][f"batch_{batch}"] = ms
 
     files = {p.name: p.stat().st_size for p in sorted(out.iterdir())
              if p.name != MANIFEST and p.is_file()}
@@ -552,7 +597,8 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
         "latency_ms": {**latency, "statistic": "median", "repeats_batch_1": 4 * repeats,
                        "repeats_batch_1024": repeats, "warmup": 3,
                        "backend": jax.default_backend(),
-                       "note": "wall time per call on this machine, inputs already on device"},
+                       "note": "wall time per call on this machine, inputs already on device; "
+                               "dense and exported calls alternate"},
         "predictions_match": match,
         "check": {"split": "test", "n_test": int(data.n_test), "rtol": RTOL, "atol": ATOL,
                   "scores_max_abs_diff": max_diff, "labels_mismatched": mismatched,

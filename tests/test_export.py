@@ -164,12 +164,16 @@ def test_save_and_load_sparse(tmp_path):
     assert all(x["bytes"] == min(x["bytes_by_format"].values()) for x in layers)
 
 
-def test_load_runs_any_batch_without_the_training_code(tmp_path):
+@pytest.mark.parametrize("unused,mode", [((2,), "expand"), ((0, 2, 3, 5), "gather")])
+def test_load_runs_any_batch_without_the_training_code(tmp_path, unused, mode):
     kernels, biases = random_net((6, 8, 3), 11)
     keep = full_keep(kernels)
-    keep[0][2, :] = False  # input 2 is not read
+    keep[0][list(unused), :] = False  # these inputs are not read
     net = ex.compact(kernels, biases, keep, "relu")
+    assert net.input_mode == mode and net.widths[0] == 6 - len(unused)
     ex.write_model(net, tmp_path, platforms=("cpu",))
+    with np.load(tmp_path / "params.npz") as f:  # stored compact, whatever the mode
+        assert f["kernel_0"].shape == (6 - len(unused), 8)
     x = np.random.default_rng(12).normal(size=(1024, 6)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     want = masked_numpy(x, kernels, biases, keep, "relu")
