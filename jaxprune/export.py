@@ -379,7 +379,8 @@ def load(directory) -> Callable[[np.ndarray], jax.Array]:
     call = jax.jit(exported.call)
 
     def f(x) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
+        if not (isinstance(x, jax.Array) and x.dtype == jnp.float32):
+            x = np.asarray(x, np.float32)  # (jnp.asarray of a device array costs ~70 us a call)
         if x.ndim != 2 or x.shape[1] != n_features:
             raise ValueError(f"x must have shape (batch, {n_features}), got {x.shape}")
         return call(x, *args)
@@ -523,7 +524,11 @@ def size_summary(net: CompactNet, keep: Sequence[np.ndarray]) -> dict:
         "flops": {"dense": _flops([a * b for a, b in itertools.pairwise(widths)], widths[1:]),
                   "masked": _flops([int(np.sum(m)) for m in keep], widths[1:]),
                   "compact": _flops([k.size for k in net.kernels], n_bias),
-                  "compact_sparse": _flops(nnz, n_bias)},
+                  "compact_sparse": _flops(nnz, n_bias),
+                  # what the exported program runs: the first kernel is full input width when
+                  # the unused inputs are zero rows (input_mode "expand")
+                  "exported": _flops([a.size for a in net.program_arguments() if a.ndim == 2],
+                                     n_bias)},
     }
 
 
@@ -559,13 +564,17 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
     say("checking predictions on the test split")
     data = load_dataset(results["dataset"], seed=seed, data_dir=data_dir)
     f32 = lambda arrs: [jnp.asarray(a, jnp.float32) for a in arrs]
-    dense_args = (f32(kernels), f32(biases), [jnp.asarray(m) for m in keep])
-    ref_fn = jax.jit(masked_forward(activation))
-    dense_fn = lambda x: ref_fn(x, *dense_args)
+    masked_args = (f32(kernels), f32(biases), [jnp.asarray(m) for m in keep])
+    masked_fn = jax.jit(masked_forward(activation))
+    # timed as deployed without export: the full-width net, pruned weights stored as zeros
+    full_args = [a for k, b, m in zip(kernels, biases, keep)
+                 for a in (jnp.asarray(np.where(m, k, 0), jnp.float32), jnp.asarray(b, jnp.float32))]
+    full_fn = jax.jit(compact_forward(activation))
+    dense_fn = lambda x: full_fn(x, *full_args)
     manifest = json.loads((out / MANIFEST).read_text())
     model = load(out)
     x_test = np.asarray(data.x_test, np.float32)
-    ref = np.asarray(dense_fn(x_test))
+    ref = np.asarray(masked_fn(x_test, *masked_args))
     got = np.asarray(model(x_test))
     labels_ref, labels_got = _labels(ref), _labels(got)
     max_diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
