@@ -593,8 +593,7 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
                                          reps).items():
             latency[who][f"batch_{batch}"] = ms
 
-    files = {p.name: p.stat().st_size for p in sorted(out.iterdir())
-             if p.name != MANIFEST and p.is_file()}
+    files = {name: (out / name).stat().st_size for name in (PARAMS, SPARSE, MODEL, MLIR)}
     sizes = size_summary(net, keep)
     sizes["bytes"]["files"] = files
     manifest.update({
@@ -653,22 +652,27 @@ def deployment_rows(run_dir, results: dict) -> list[list[str]]:
     from jaxprune import rundir
 
     run_dir = Path(run_dir)
+    # kernel shapes from results.json alone (the dense.npz next to them is tens of MB)
     sizes = rundir.layer_sizes(results)
+    hidden = [int(h) for h in results["config"]["train"]["hidden"]]
+    widths = [sizes[0] // hidden[0], *hidden, sizes[-1] // hidden[-1]]
+    shapes = list(itertools.pairwise(widths))
+    if [a * b for a, b in shapes] != sizes:
+        raise ValueError(f"layer sizes {sizes} do not match hidden widths {hidden}")
+    offsets = np.cumsum([0] + sizes)
     records = {(r.get("name", r["method"]), int(r["seed"])): r for r in results["runs"]}
+    masks = rundir.load_masks(run_dir, results["seeds"])
     rows = []
     for name in rundir.run_names(results):
         for seed in results["seeds"]:
-            masks = rundir.load_masks(run_dir, [seed]).get(int(seed), {})
-            dense = rundir.load_dense(run_dir, seed)
-            kernels = None if dense is None else rundir.kernels_from_leaves(dense, "params", sizes)
+            flat = masks.get(int(seed), {}).get(name)
             rec = records.get((name, int(seed)))
-            if name not in masks or kernels is None or rec is None:
+            if flat is None or rec is None or flat.size != offsets[-1]:
                 continue
-            offsets = np.cumsum([0] + [k.size for k in kernels])
-            keep = [masks[name][a:b].reshape(k.shape)
-                    for a, b, k in zip(offsets[:-1], offsets[1:], kernels)]
-            ones = [np.ones(k.shape, np.float32) for k in kernels]  # nonzero wherever kept
-            net = compact(ones, [np.zeros(k.shape[1], np.float32) for k in kernels], keep,
+            keep = [flat[a:b].reshape(shape)
+                    for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
+            ones = [np.ones(shape, np.float32) for shape in shapes]  # nonzero wherever kept
+            net = compact(ones, [np.zeros(shape[1], np.float32) for shape in shapes], keep,
                           results["config"]["train"]["activation"])
             s = size_summary(net, keep)
             lat = _exported_latency(run_dir / "exports" / f"{name}_seed{seed}.json")
