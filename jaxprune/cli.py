@@ -215,6 +215,30 @@ def _cmd_verify(args) -> int:
     return 0 if report["decision_flips"] == 0 else 1
 
 
+def _cmd_export(args) -> int:
+    from jaxprune.export import export_run
+
+    try:
+        m = export_run(args.run_dir, args.method, args.out, seed=args.seed,
+                       data_dir=args.data_dir, repeats=args.repeats,
+                       progress=lambda msg: print(msg, flush=True))
+    except ImportError as err:  # e.g. flatbuffers, which jax.export needs to write the model
+        raise ValueError(str(err)) from err
+    lat, b, c = m["latency_ms"], m["bytes"], m["check"]
+    widths = lambda w: "-".join(map(str, w))
+    print(f"{m['method']} seed {m['seed']}: widths {widths(m['original_widths'])} -> "
+          f"{widths(m['compact_widths'])}; kept weights {m['parameters']['kept_weights']}; "
+          f"bytes dense {b['dense']}, compact {b['compact']}, sparse {b['sparse']}")
+    print("latency ms (dense -> exported): " + ", ".join(
+        f"batch {k.split('_')[1]} {lat['dense'][k]:.3f} -> {lat['exported'][k]:.3f}"
+        for k in ("batch_1", "batch_1024")))
+    verdict = "predictions match" if m["predictions_match"] else "predictions DIFFER"
+    print(f"test accuracy {c['test_accuracy']:.4f}; {verdict} (max |score diff| "
+          f"{c['scores_max_abs_diff']:.2g}, labels differing {c['labels_mismatched']} of "
+          f"{c['n_test']}); wrote {Path(args.out) / 'manifest.json'}")
+    return 0 if m["predictions_match"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxprune",
@@ -267,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, default=None, help="weights per seed (default: all kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("export", help="a pruned net of a run as a smaller deployable model "
+                       "(compact widths, sparse form, jax.export StableHLO, manifest.json)")
+    p.add_argument("run_dir", help="a directory written by `jaxprune run`")
+    p.add_argument("--method", required=True,
+                   help="legcnet_ft, legcnet_pt, magnitude, random or dense (or *_pt baselines)")
+    p.add_argument("--seed", type=int, default=None, help="which seed's net (default: the first)")
+    p.add_argument("--out", required=True, help="export directory")
+    p.add_argument("--repeats", type=int, default=100,
+                   help="timed calls per latency figure at batch 1024 (4x at batch 1)")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir when the run used mnist")
+    p.set_defaults(func=_cmd_export)
 
     return parser
 

@@ -146,11 +146,33 @@ def render(results: dict, run_dir=None, extras: dict | None = None) -> str:
                   for s in results["per_seed"]]
     out += ["## Dense run behind the masks (full length)", ""]
     out.append(_markdown_table(["seed", "train acc", "test acc", "epochs", "steps", "windows"], dense_rows))
+    if run_dir is not None:
+        out += ["", deployment_section(run_dir, results)]
     if extras is None and run_dir is not None:
         extras = analyse_run(run_dir, results)
     if extras is not None:
         out += ["", render_extras(results, extras)]
     return "\n".join(out) + "\n"
+
+
+def deployment_section(run_dir, results: dict) -> str:
+    """The cost of each pruned net as a deployable model (`jaxprune.export`)."""
+    intro = ("Each net compacted to smaller dense widths (inputs used - hidden - outputs: "
+             "units with no kept input or output dropped, cascading; constant units folded "
+             "into the next bias). Bytes are the float32 payload of the full-width net, the "
+             "compact net and its sparse encoding; latency (median ms per call, on the CPU that "
+             "ran `jaxprune export RUN --method NAME`) for the full-width net → the exported "
+             "model, n/a until exported. See docs/export.md.")
+    head = ["## Deployment (compact export)", "", intro, ""]
+    try:
+        from jaxprune.export import DEPLOYMENT_HEADER, deployment_rows
+
+        rows = deployment_rows(run_dir, results)
+    except (OSError, KeyError, ValueError, TypeError) as e:  # never lose the report to a table
+        return "\n".join([*head, f"_Not available: {type(e).__name__}: {e}._"])
+    if not rows:
+        return "\n".join([*head, "_Not available: no masks or dense weights in the run._"])
+    return "\n".join(head + [_markdown_table(DEPLOYMENT_HEADER, rows)])
 
 
 # ------------------------------------------------------------------------------ analyses

@@ -5,8 +5,9 @@ Layout (pipeline): ``results.json``, ``config.json``, ``report.md`` and per seed
 with ``dense.npz`` (``le``, ``risk``, ``train_accuracy_history``, ``params_i`` / ``init_i``
 leaves...), ``analysis.npz`` (``mask_<name>`` flat keep arrays, ``pmin_<method>``...),
 ``retrain_<name>.json`` and ``retrained_<name>.npz`` (written by `save_retrained`: the
-retrained sparse net's kernels ``kernel_<layer>`` and its per-epoch ``train_accuracy_history`` /
-``loss_history``; runs from before it was written lack it).
+retrained sparse net's kernels ``kernel_<layer>``, biases ``bias_<layer>`` (runs from before
+they were saved lack them; `jaxprune.export` needs them) and its per-epoch
+``train_accuracy_history`` / ``loss_history``; runs from before it was written lack the file).
 
 Every loader returns None (or skips) when a file is missing, so reports degrade gracefully.
 """
@@ -16,9 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from jaxprune.weights import flatten_kernels, kernel_layout
+from jaxprune.weights import flatten_kernels, kernel_layout, key_name
 
 
 def load_results(run_dir) -> dict | None:
@@ -103,14 +105,31 @@ def retrained_path(run_dir, seed: int, name: str) -> Path:
     return seed_dir(run_dir, seed) / f"retrained_{name}.npz"
 
 
+def _plain_names(path) -> tuple:
+    names = tuple(key_name(k) for k in path)
+    return names[:-1] if names and names[-1] == "value" else names
+
+
+def bias_arrays(params: Any) -> list[np.ndarray | None]:
+    """The bias next to each kernel (same key path with ``"bias"`` for ``"kernel"``), in the
+    flat-axis layer order; None for a layer without one. Shapes ``(fan_out,)``."""
+    leaves = {_plain_names(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    return [None if (b := leaves.get(_plain_names(k)[:-1] + ("bias",))) is None else np.asarray(b)
+            for k in kernel_layout(params).paths]
+
+
 def save_retrained(run_dir, seed: int, name: str, params: Any, history: dict,
                    record: dict | None = None) -> Path:
-    """Write ``seed_K/retrained_<name>.npz``: kernels of the retrained net (``kernel_<l>``,
-    in the flat-axis layer order) and its per-epoch training history."""
+    """Write ``seed_K/retrained_<name>.npz``: kernels (``kernel_<l>``, ``(fan_in, fan_out)``,
+    in the flat-axis layer order) and biases (``bias_<l>``, ``(fan_out,)``) of the retrained net
+    and its per-epoch training history."""
     layout = kernel_layout(params)
     flat = np.asarray(flatten_kernels(params))
     arrays = {f"kernel_{i}": flat[layout.layer_slice(i)].reshape(shape)
               for i, shape in enumerate(layout.shapes)}
+    for i, b in enumerate(bias_arrays(params)):
+        if b is not None:
+            arrays[f"bias_{i}"] = b
     arrays["train_accuracy_history"] = np.asarray(history.get("train_accuracy", []), float)
     arrays["loss_history"] = np.asarray(history.get("loss", []), float)
     if record is not None:
@@ -123,13 +142,17 @@ def save_retrained(run_dir, seed: int, name: str, params: Any, history: dict,
 
 
 def load_retrained(run_dir, seed: int, name: str) -> dict | None:
-    """``{"kernels": [...], "train_accuracy_history": ..., ...}`` or None when not saved."""
+    """``{"kernels": [...], "biases": [...] or None, "train_accuracy_history": ..., ...}`` or
+    None when not saved; ``biases`` is None for runs saved before biases were (and a layer
+    without a bias has None in the list)."""
     d = load_npz(retrained_path(run_dir, seed, name))
     if d is None:
         return None
     n = sum(1 for k in d if k.startswith("kernel_"))
-    out = {k: v for k, v in d.items() if not k.startswith("kernel_")}
+    out = {k: v for k, v in d.items() if not k.startswith(("kernel_", "bias_"))}
     out["kernels"] = [d[f"kernel_{i}"] for i in range(n)]
+    has_bias = any(k.startswith("bias_") for k in d)
+    out["biases"] = [d.get(f"bias_{i}") for i in range(n)] if has_bias else None
     return out
 
 
