@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxprune import data, pipeline, prune
-from jaxprune.population import PopulationTrainer, retrain_population
+from jaxprune.population import MEMBER_AXIS, PopulationTrainer, retrain_population
 from jaxprune.train import TrainConfig, batch_order
 
 # digits: 1,257 training images of 64 pixels; batch 64 -> 20 steps per epoch (last one partial).
@@ -144,3 +144,57 @@ def test_bad_input_gets_clear_errors(setup):
         trainer.fit([], epochs=1)
     with pytest.raises(ValueError, match="bool"):
         trainer.fit([1], masks=jax.tree.map(lambda m: m.astype(np.float32), masks[0]), epochs=1)
+
+
+# Runs in a subprocess with 4 forced CPU devices (XLA_FLAGS must be set before JAX starts).
+_FOUR_DEVICES = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from jaxprune import data, prune
+from jaxprune.population import MEMBER_AXIS, PopulationTrainer
+from jaxprune.train import TrainConfig
+assert len(jax.devices()) == 4
+cfg = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, batch_size=64, epochs=3)
+ds = data.load_dataset("digits", seed=0)
+seeds = [3, 11, 5, 7, 2, 9]
+kw = dict(n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
+one = PopulationTrainer(cfg, ds.x_train, ds.y_train, **kw)
+four = PopulationTrainer(cfg, ds.x_train, ds.y_train, devices=jax.devices(), **kw)
+inits = jax.tree.map(lambda a: a.astype(np.float64), one.seeded_params(seeds))
+masks = [jax.tree.map(np.asarray, prune.random_mask(jax.tree.map(lambda a: a[0], inits), s, seed=i))
+         for i, s in enumerate(np.linspace(0, 0.8, 6))]
+a = one.fit(seeds, init_params=inits, masks=masks)
+b = four.fit(seeds, init_params=inits, masks=masks)
+out_sharding = jax.tree.leaves(next(iter(four._compiled.values()))[1].output_shardings)[0]
+diff = max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
+json.dump({"diff": diff, "chunk": b.chunk_size, "n_chunks": b.n_chunks,
+           "spec": str(out_sharding.spec), "mesh": int(out_sharding.mesh.size),
+           "acc_equal": bool(np.array_equal(a.history["train_accuracy"], b.history["train_accuracy"])),
+           "moved": float(np.max(np.abs(jax.tree.leaves(b.params)[1] - jax.tree.leaves(inits)[1])))},
+          open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_member_axis_sharded_over_four_devices_equals_one_device(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "out.json"
+    subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(out)], env=env, cwd=root,
+                   check=True, timeout=280)
+    r = json.loads(out.read_text())
+    # 6 members padded to 8 = 2 per device, one chunk; the member axis is split over 4 devices
+    assert (r["chunk"], r["n_chunks"], r["mesh"]) == (8, 1, 4)
+    assert MEMBER_AXIS in r["spec"]
+    assert r["moved"] > 1e-3  # it trained
+    assert r["diff"] < 1e-12 and r["acc_equal"]
