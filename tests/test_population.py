@@ -1,5 +1,11 @@
 """Population training: every member equals the single-net retraining path (same seed, mask,
 init), masks and seeds are data (one compiled program), freezing at the threshold, chunking."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +22,36 @@ TCFG = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, bat
 SEEDS = (3, 11, 5)
 SPARSITY = (0.0, 0.5, 0.9)
 
+# Runs in a subprocess with 4 forced CPU devices (XLA_FLAGS must be set before JAX starts).
+_FOUR_DEVICES = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from jaxprune import data, prune
+from jaxprune.population import MEMBER_AXIS, PopulationTrainer
+from jaxprune.train import TrainConfig
+assert len(jax.devices()) == 4
+cfg = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, batch_size=64, epochs=3)
+ds = data.load_dataset("digits", seed=0)
+seeds = [3, 11, 5, 7, 2, 9]
+kw = dict(n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
+one = PopulationTrainer(cfg, ds.x_train, ds.y_train, **kw)
+four = PopulationTrainer(cfg, ds.x_train, ds.y_train, devices=jax.devices(), **kw)
+inits = jax.tree.map(lambda a: a.astype(np.float64), one.seeded_params(seeds))
+masks = [jax.tree.map(np.asarray, prune.random_mask(jax.tree.map(lambda a: a[0], inits), s, seed=i))
+         for i, s in enumerate(np.linspace(0, 0.8, 6))]
+a = one.fit(seeds, init_params=inits, masks=masks)
+b = four.fit(seeds, init_params=inits, masks=masks)
+out_sharding = jax.tree.leaves(next(iter(four._compiled.values()))[1].output_shardings)[0]
+diff = max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
+json.dump({"diff": diff, "chunk": b.chunk_size, "n_chunks": b.n_chunks,
+           "spec": str(out_sharding.spec), "mesh": int(out_sharding.mesh.size),
+           "acc_equal": bool(np.array_equal(a.history["train_accuracy"], b.history["train_accuracy"])),
+           "moved": float(np.max(np.abs(jax.tree.leaves(b.params)[1] - jax.tree.leaves(inits)[1])))},
+          open(sys.argv[1], "w"))
+"""
+
 
 def _f64(tree):
     # float64 params under x64 (conftest): both paths then train in float64
@@ -23,7 +59,29 @@ def _f64(tree):
 
 
 @pytest.fixture(scope="module")
-def setup():
+def four_devices_proc(tmp_path_factory):
+    """The 4-device run (`_FOUR_DEVICES`) in a subprocess, started before the other tests so that
+    it runs while they do (XLA compiles on one core)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path_factory.mktemp("four") / "out.json"
+    proc = subprocess.Popen([sys.executable, "-c", _FOUR_DEVICES, str(out)], env=env, cwd=root)
+    yield proc, out
+    if proc.poll() is None:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def four_devices(four_devices_proc):
+    proc, out = four_devices_proc
+    assert proc.wait(timeout=280) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def setup(four_devices_proc):
     ds = data.load_dataset("digits", seed=0)
     cfg = pipeline.LegcnetConfig(train=TCFG, max_retrain_epochs=TCFG.epochs, target_accuracy=2.0)
     inits = [_f64(pipeline._init_params(ds, cfg, s)[1]) for s in SEEDS]
@@ -38,17 +96,6 @@ def setup():
 def _max_diff(a, b):
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-@pytest.mark.timeout(120)
-def test_batch_order_of_traced_seed_equals_python_seed():
-    seeds = jnp.asarray([0, 7, 2**31 - 1], jnp.int32)
-    got = jax.jit(jax.vmap(lambda s: batch_order(s, jnp.int32(4), 300, 32)))(seeds)
-    for i, s in enumerate([0, 7, 2**31 - 1]):
-        idx, w = batch_order(s, 4, 300, 32)
-        np.testing.assert_array_equal(got[0][i], idx)
-        np.testing.assert_array_equal(got[1][i], w)
-    assert not np.array_equal(got[0][0], got[0][1])  # seeds do change the order
 
 
 @pytest.mark.timeout(240)
@@ -146,55 +193,22 @@ def test_bad_input_gets_clear_errors(setup):
         trainer.fit([1], masks=jax.tree.map(lambda m: m.astype(np.float32), masks[0]), epochs=1)
 
 
-# Runs in a subprocess with 4 forced CPU devices (XLA_FLAGS must be set before JAX starts).
-_FOUR_DEVICES = """
-import json, sys
-import jax
-jax.config.update("jax_enable_x64", True)
-import numpy as np
-from jaxprune import data, prune
-from jaxprune.population import MEMBER_AXIS, PopulationTrainer
-from jaxprune.train import TrainConfig
-assert len(jax.devices()) == 4
-cfg = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, batch_size=64, epochs=3)
-ds = data.load_dataset("digits", seed=0)
-seeds = [3, 11, 5, 7, 2, 9]
-kw = dict(n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
-one = PopulationTrainer(cfg, ds.x_train, ds.y_train, **kw)
-four = PopulationTrainer(cfg, ds.x_train, ds.y_train, devices=jax.devices(), **kw)
-inits = jax.tree.map(lambda a: a.astype(np.float64), one.seeded_params(seeds))
-masks = [jax.tree.map(np.asarray, prune.random_mask(jax.tree.map(lambda a: a[0], inits), s, seed=i))
-         for i, s in enumerate(np.linspace(0, 0.8, 6))]
-a = one.fit(seeds, init_params=inits, masks=masks)
-b = four.fit(seeds, init_params=inits, masks=masks)
-out_sharding = jax.tree.leaves(next(iter(four._compiled.values()))[1].output_shardings)[0]
-diff = max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)))
-json.dump({"diff": diff, "chunk": b.chunk_size, "n_chunks": b.n_chunks,
-           "spec": str(out_sharding.spec), "mesh": int(out_sharding.mesh.size),
-           "acc_equal": bool(np.array_equal(a.history["train_accuracy"], b.history["train_accuracy"])),
-           "moved": float(np.max(np.abs(jax.tree.leaves(b.params)[1] - jax.tree.leaves(inits)[1])))},
-          open(sys.argv[1], "w"))
-"""
+@pytest.mark.timeout(120)
+def test_batch_order_of_traced_seed_equals_python_seed():
+    seeds = jnp.asarray([0, 7, 2**31 - 1], jnp.int32)
+    got = jax.jit(jax.vmap(lambda s: batch_order(s, jnp.int32(4), 300, 32)))(seeds)
+    for i, s in enumerate([0, 7, 2**31 - 1]):
+        idx, w = batch_order(s, 4, 300, 32)
+        np.testing.assert_array_equal(got[0][i], idx)
+        np.testing.assert_array_equal(got[1][i], w)
+    assert not np.array_equal(got[0][0], got[0][1])  # seeds do change the order
 
 
 @pytest.mark.timeout(300)
-def test_member_axis_sharded_over_four_devices_equals_one_device(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    out = tmp_path / "out.json"
-    subprocess.run([sys.executable, "-c", _FOUR_DEVICES, str(out)], env=env, cwd=root,
-                   check=True, timeout=280)
-    r = json.loads(out.read_text())
+def test_member_axis_sharded_over_four_devices_equals_one_device(four_devices):
+    r = four_devices
     # 6 members padded to 8 = 2 per device, one chunk; the member axis is split over 4 devices
     assert (r["chunk"], r["n_chunks"], r["mesh"]) == (8, 1, 4)
     assert MEMBER_AXIS in r["spec"]
     assert r["moved"] > 1e-3  # it trained
-    assert r["diff"] < 1e-12 and r["acc_equal"]
+    assert r["diff"] < 1e-12 and r["acc_equal"], r
