@@ -1,0 +1,505 @@
+"""Population training: ``P`` nets of one architecture (own seeds, masks, init params) trained
+by ONE compiled epoch function vmapped over a leading member axis.
+
+Masks, seeds and initial params are data (arrays with a leading member axis ``P``), so a new mask
+or seed never recompiles; only a new member count (chunk size), data shape or dtype does. Each
+member keeps:
+
+* its own batch order: `jaxprune.train.batch_order` of its seed (``fold_in(PRNGKey(seed),
+  epoch)``), identical to a single-net `Trainer` with that seed;
+* its own stopping point: after every epoch its training accuracy is compared with the threshold
+  (as `Trainer.fit` does); a member that reached it is frozen (its params and optimizer state
+  stop changing, the compiled program still computes it and discards the result) and its
+  ``epochs_to_threshold`` is recorded;
+* its own metrics: per-epoch mean loss, training and test accuracy.
+
+Shapes (``P`` members, ``S`` steps per epoch, ``E`` epochs run):
+params / optimizer state: every leaf ``(P, *leaf_shape)``; masks: bool pytrees shaped like the
+params with the same leading ``P`` (True = keep); seeds ``(P,)`` int32. History arrays ``(P, E)``.
+
+Memory per member (`PopulationTrainer.member_bytes`): params and optimizer state twice (the
+epoch's output and the frozen members' copy), gradients and updates, one batch of inputs and
+activations forward and backward, the epoch's batch order and per-step metrics, and the
+per-epoch accuracy passes over the train and test splits (``n * sum(widths[1:])`` activations):
+for mnist5k's 784-50-30-10 float32 ~3.1 MB (XLA measures 2.3 MB). The data splits are shared.
+A population larger than a memory budget is cut into equal chunks (the last one padded with
+copies of a member whose results are dropped), so every chunk runs the same compiled program.
+
+Equality with single-net training: under float64 (x64, float64 params) a member equals
+`jaxprune.pipeline.retrain` / `Trainer` with the masked optimizer to ~1e-15 after a few epochs
+(vmapped matmuls may associate sums differently; tests/test_population.py); in float32 the
+members differ from the single-net path by rounding (~1e-6 relative), like any two XLA programs.
+See docs/population.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxprune import models, prune
+from jaxprune.train import (
+    TrainConfig,
+    accuracy,
+    batch_order,
+    make_optimizer,
+    make_step,
+    steps_per_epoch,
+)
+
+PyTree = Any
+MEMBER_AXIS = "members"
+
+
+def _stack(trees: Sequence[PyTree]) -> PyTree:
+    """List of same-structure pytrees -> one pytree with a leading member axis (host arrays)."""
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *trees)
+
+
+def _n_members(tree: PyTree) -> int:
+    leaves = jax.tree.leaves(tree)
+    return int(np.shape(leaves[0])[0])
+
+
+def _take(tree: PyTree, idx) -> PyTree:
+    return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+def _tree_bytes(tree: PyTree) -> int:
+    return int(sum(np.prod(np.shape(a)) * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree)))
+
+
+@dataclasses.dataclass
+class PopulationResult:
+    """What `PopulationTrainer.fit` returns (host arrays; ``P`` members, ``E`` epochs run).
+
+    params: final params, every leaf ``(P, ...)``. epochs: ``(P,)`` epochs each member trained
+    (its freezing epoch, or all). steps: ``(P,)`` optimizer steps. reached: ``(P,)`` bool.
+    epochs_to_threshold: ``(P,)`` int, -1 where the threshold was not reached (or none given).
+    train_accuracy / test_accuracy: ``(P,)`` final (test: None without a test split).
+    history: ``loss``, ``train_accuracy``, ``test_accuracy`` ``(P, E)`` float64, NaN after a
+    member froze. compile_seconds: time spent compiling; seconds: wall time including it.
+    chunk_size / n_chunks: how the population was split for the memory budget.
+    """
+
+    params: PyTree
+    epochs: np.ndarray
+    steps: np.ndarray
+    reached: np.ndarray
+    epochs_to_threshold: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray | None
+    history: dict
+    compile_seconds: float
+    seconds: float
+    chunk_size: int
+    n_chunks: int
+
+    @property
+    def n_members(self) -> int:
+        return len(self.epochs)
+
+    def member_params(self, i: int) -> PyTree:
+        return _take(self.params, i)
+
+    def member_history(self, i: int) -> dict:
+        """Member `i`'s per-epoch lists (JSON-safe: only the epochs it trained)."""
+        n = int(self.epochs[i])
+        return {k: [float(v) for v in h[i, :n]] for k, h in self.history.items()}
+
+
+class PopulationTrainer:
+    """Trains populations of masked MLPs of one architecture with one compiled epoch.
+
+    Args:
+      config: the `TrainConfig` (net, optimizer, batch size, epochs; its ``seed`` is ignored:
+        every member has its own).
+      x_train, y_train: ``(n, features)`` float32 and ``(n,)`` int labels; x_test, y_test optional.
+      n_classes, binary_output: as for `jaxprune.train.Trainer`.
+      tx: the inner optax optimizer (default `make_optimizer(config)`); every member trains it
+        through `jaxprune.prune.masked` with its own mask (the mask lives in the optimizer
+        state, so it is data).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        *,
+        n_classes: int,
+        x_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
+        binary_output: bool = False,
+        tx: optax.GradientTransformation | None = None,
+        devices: Sequence[jax.Device] | None = None,
+    ):
+        x_train = np.asarray(x_train)
+        y_train = np.asarray(y_train)
+        if x_train.ndim != 2 or y_train.shape != (x_train.shape[0],) or x_train.shape[0] < 1:
+            raise ValueError(
+                f"x_train must be (n>=1, features) and y_train (n,); got {x_train.shape}, {y_train.shape}"
+            )
+        if (x_test is None) != (y_test is None):
+            raise ValueError("give both x_test and y_test, or neither")
+        self.config = config
+        n_out = 1 if (binary_output and n_classes == 2) else n_classes
+        self.widths = (x_train.shape[1], *config.hidden, n_out)
+        self.apply, self._template = models.init_mlp(
+            self.widths, activation=config.activation, init=config.init, seed=0
+        )
+        self.inner_tx = tx if tx is not None else make_optimizer(config)
+        # Its update reads the mask from each member's state (prune.MaskedState), never this one.
+        all_true = jax.tree.map(lambda a: np.ones(np.shape(a), bool), self._template)
+        self.tx = prune.masked(self.inner_tx, all_true)
+        self.x_train = jnp.asarray(x_train, jnp.float32)
+        self.y_train = jnp.asarray(y_train, jnp.int32)
+        self.has_test = x_test is not None
+        self.x_test = jnp.asarray(x_test, jnp.float32) if self.has_test else None
+        self.y_test = jnp.asarray(y_test, jnp.int32) if self.has_test else None
+        self.n_train = int(x_train.shape[0])
+        self.steps_per_epoch = steps_per_epoch(self.n_train, config.batch_size)
+        self.trace_count = 0  # times the epoch function was traced (a new program)
+        self.compile_count = 0
+        self._compiled: dict = {}  # shape signature -> (member count, compiled epoch)
+        self.mesh = None
+        if devices is not None and len(devices) > 1:
+            self.mesh = Mesh(np.array(list(devices)), (MEMBER_AXIS,))
+            rep = NamedSharding(self.mesh, PartitionSpec())
+            self.x_train, self.y_train = jax.device_put((self.x_train, self.y_train), rep)
+            if self.has_test:
+                self.x_test, self.y_test = jax.device_put((self.x_test, self.y_test), rep)
+
+    @property
+    def n_devices(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
+
+    def _shard(self, tree: PyTree) -> PyTree:
+        """Put the leading (member) axis of every leaf on the mesh (no-op without one)."""
+        if self.mesh is None:
+            return tree
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec(MEMBER_AXIS)))
+
+    # ----------------------------------------------------------------- members
+    def seeded_params(self, seeds: Sequence[int]) -> PyTree:
+        """The seeded init of every seed (as `Trainer` draws it), stacked ``(P, ...)``."""
+        return _stack([
+            models.init_mlp(self.widths, activation=self.config.activation,
+                            init=self.config.init, seed=int(s))[1]
+            for s in seeds
+        ])
+
+    def _as_members(self, tree: PyTree | Sequence[PyTree] | None, n: int, what: str,
+                    default: PyTree) -> PyTree:
+        """A list of pytrees, a stacked pytree or one pytree (broadcast) -> stacked ``(n, ...)``."""
+        if tree is None:
+            tree = default
+        if isinstance(tree, (list, tuple)):
+            if len(tree) != n:
+                raise ValueError(f"{what}: {len(tree)} given for {n} members")
+            tree = _stack(tree)
+        tmpl = jax.tree.structure(self._template)
+        if jax.tree.structure(tree) != tmpl:
+            raise ValueError(f"{what} do not have the net's structure {tmpl}")
+        shapes = [np.shape(a) for a in jax.tree.leaves(tree)]
+        ref = [np.shape(a) for a in jax.tree.leaves(self._template)]
+        if shapes == ref:  # one pytree for all members
+            return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (n,) + np.shape(a)), tree)
+        if shapes != [(n,) + s for s in ref]:
+            raise ValueError(f"{what} leaves have shapes {shapes}; expected {ref} or with a "
+                             f"leading member axis of {n}")
+        return tree
+
+    def initial_state(self, init_params: PyTree, masks: PyTree) -> tuple[PyTree, PyTree]:
+        """(params, opt_state) of a stacked population: params masked (`prune.apply_mask`),
+        optimizer state `prune.masked(...).init` per member (holding that member's mask)."""
+        masks = jax.tree.map(lambda m: jnp.asarray(m, bool), masks)
+        params = jax.vmap(prune.apply_mask)(jax.tree.map(jnp.asarray, init_params), masks)
+
+        def init_one(p, m):
+            return prune.MaskedState(self.inner_tx.init(p), m)
+
+        return params, jax.vmap(init_one)(params, masks)
+
+    # ------------------------------------------------------------------ memory
+    def member_bytes(self, dtype=jnp.float32) -> int:
+        """Estimated device bytes one member adds to a chunk (params of `dtype`; see module doc)."""
+        b = jnp.dtype(dtype).itemsize
+        params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), self._template)
+        n_params = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(self._template))
+        opt = jax.eval_shape(lambda p: self.tx.init(p), params)
+        state = n_params * b + _tree_bytes(opt)
+        B, S = self.config.batch_size, self.steps_per_epoch
+        units = sum(self.widths[1:])
+        batch = B * (self.widths[0] * 4 + 4) + 3 * B * units * b  # inputs + fwd/bwd activations
+        order = S * B * 8 + self.n_train * 4 + S * 8  # batch indices, weights, perm, loss, acc
+        n_eval = self.n_train + (int(self.x_test.shape[0]) if self.has_test else 0)
+        evaluation = n_eval * units * b
+        # 2x state: the new state and the kept copy (frozen members); grads + updates: 2 params
+        return int(2 * state + 2 * n_params * b + batch + order + evaluation)
+
+    def shared_bytes(self) -> int:
+        """Device bytes shared by all members: the data splits."""
+        n = _tree_bytes([self.x_train, self.y_train])
+        if self.has_test:
+            n += _tree_bytes([self.x_test, self.y_test])
+        return n
+
+    def chunk_size(self, n_members: int, memory_budget_bytes: float | None,
+                   dtype=jnp.float32) -> int:
+        """Members per chunk: all of them, or as many as `memory_budget_bytes` (per device)
+        holds; with several devices a multiple of their number (padding members fill it)."""
+        if n_members < 1:
+            raise ValueError("a population needs at least one member")
+        n_dev = self.n_devices
+        if memory_budget_bytes is None:
+            return -(-n_members // n_dev) * n_dev
+        per = self.member_bytes(dtype)
+        free = memory_budget_bytes - self.shared_bytes()
+        if free < per:
+            raise ValueError(
+                f"memory budget {memory_budget_bytes:.0f} B holds no member: the data take "
+                f"{self.shared_bytes()} B and one member ~{per} B"
+            )
+        per_dev = int(min(-(-n_members // n_dev), free // per))
+        return per_dev * n_dev
+
+    def compiled_bytes(self) -> dict[int, int]:
+        """XLA's memory analysis (temp + arguments + outputs) of every compiled epoch program,
+        by its member count (programs of other dtypes overwrite; 0 where the backend has none)."""
+        out = {}
+        for n, fn in self._compiled.values():
+            ma = fn.memory_analysis()
+            out[n] = 0 if ma is None else int(
+                ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes)
+        return out
+
+    # ----------------------------------------------------------------- compiled
+    def _epoch_impl(self, params, opt_state, seeds, active, epoch, data):
+        """One epoch of every member: ``(P, ...)`` state, ``(P,)`` seeds and active flags ->
+        new state (unchanged where not active), loss / batch accuracy ``(P, S)``, train and test
+        accuracy ``(P,)`` after the epoch. `data`: (x_train, y_train, x_test, y_test), shared by
+        all members (arguments, not constants folded into the program)."""
+        self.trace_count += 1  # a Python side effect: runs only when JAX traces a new program
+        cfg = self.config
+        step_fn = make_step(self.apply, self.tx, cfg.loss)
+        x_train, y_train, x_test, y_test = data
+
+        def member(p, o, seed, act):
+            idx, wts = batch_order(seed, epoch, self.n_train, cfg.batch_size)
+
+            def body(carry, batch):
+                p, o = carry
+                bidx, bw = batch
+                p, o, loss, acc = step_fn(p, o, x_train[bidx], y_train[bidx], bw)
+                return (p, o), (loss, acc)
+
+            (p_new, o_new), (losses, accs) = jax.lax.scan(body, (p, o), (idx, wts))
+            # a frozen member keeps its state: select, so that the program is the same for all
+            p_new, o_new = jax.tree.map(lambda n, old: jnp.where(act, n, old), (p_new, o_new), (p, o))
+            train_acc = accuracy(self.apply, p_new, x_train, y_train)
+            test_acc = (accuracy(self.apply, p_new, x_test, y_test)
+                        if self.has_test else jnp.zeros((), train_acc.dtype))
+            return p_new, o_new, losses, accs, train_acc, test_acc
+
+        return jax.vmap(member)(params, opt_state, seeds, active)
+
+    def _data(self):
+        return (self.x_train, self.y_train, self.x_test, self.y_test)
+
+    def _epoch_fn(self, params, opt_state, seeds, active, epoch):
+        """The compiled epoch for these shapes (compiled once per shape/dtype signature)."""
+        args = (params, opt_state, seeds, active, epoch, self._data())
+        key = (jax.tree.structure(args),
+               tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)))
+        fn = self._compiled.get(key, (None, None))[1]
+        compile_s = 0.0
+        if fn is None:
+            t0 = time.perf_counter()
+            # Donating the state lets GPU/TPU update it in place; the CPU backend cannot use it.
+            donate = () if jax.default_backend() == "cpu" else (0, 1)
+            kw = {}
+            if self.mesh is not None:  # members split over devices, data and epoch replicated
+                mem = NamedSharding(self.mesh, PartitionSpec(MEMBER_AXIS))
+                rep = NamedSharding(self.mesh, PartitionSpec())
+                kw = {"in_shardings": (mem, mem, mem, mem, rep, rep), "out_shardings": mem}
+            fn = jax.jit(self._epoch_impl, donate_argnums=donate, **kw).lower(*args).compile()
+            self._compiled[key] = (int(np.shape(seeds)[0]), fn)
+            self.compile_count += 1
+            compile_s = time.perf_counter() - t0
+        return fn, compile_s
+
+    # ---------------------------------------------------------------------- fit
+    def fit(
+        self,
+        seeds: Sequence[int],
+        *,
+        init_params: PyTree | Sequence[PyTree] | None = None,
+        masks: PyTree | Sequence[PyTree] | None = None,
+        epochs: int | None = None,
+        target_train_accuracy: float | None = None,
+        memory_budget_bytes: float | None = None,
+        chunk_size: int | None = None,
+    ) -> PopulationResult:
+        """Train every member for `epochs` (default ``config.epochs``) or until its training
+        accuracy reaches `target_train_accuracy` at an epoch end (then it is frozen).
+
+        Args:
+          seeds: ``(P,)`` ints: each member's batch order (and its init when `init_params` is
+            None).
+          init_params: per-member initial params (list of pytrees, a stacked ``(P, ...)``
+            pytree, or one pytree for all); default the seeded init of each seed.
+          masks: per-member bool masks in the same forms (True = keep); default all True.
+            Pruned positions start at 0 and stay exactly 0 (`prune.masked`).
+          memory_budget_bytes: device bytes the population may use; a population that does not
+            fit is trained in chunks (`chunk_size`). chunk_size: an explicit chunk size instead.
+        """
+        seeds = np.asarray(seeds)
+        if seeds.ndim != 1 or seeds.size < 1 or not np.issubdtype(seeds.dtype, np.integer):
+            raise ValueError(f"seeds must be a non-empty 1-D list of ints, got {seeds!r}")
+        if seeds.min() < 0 or seeds.max() > np.iinfo(np.int32).max:
+            raise ValueError("seeds must lie in [0, 2**31 - 1]")
+        n = int(seeds.size)
+        epochs = self.config.epochs if epochs is None else int(epochs)
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        default_init = None if init_params is not None else self.seeded_params(seeds)
+        init = self._as_members(init_params, n, "init_params", default_init)
+        ones = jax.tree.map(lambda a: np.ones(np.shape(a), bool), self._template)
+        masks = self._as_members(masks, n, "masks", ones)
+        if any(np.asarray(m).dtype != bool for m in jax.tree.leaves(masks)):
+            raise ValueError("masks must be bool arrays (True = keep)")
+        dtype = jnp.result_type(*jax.tree.leaves(init))
+        if chunk_size is None:
+            chunk_size = self.chunk_size(n, memory_budget_bytes, dtype)
+        n_dev = self.n_devices
+        chunk_size = -(-max(1, min(int(chunk_size), n)) // n_dev) * n_dev  # whole device groups
+        n_chunks = math.ceil(n / chunk_size)
+
+        t0 = time.perf_counter()
+        compile_s = 0.0
+        parts = []
+        for c in range(n_chunks):
+            members = np.arange(c * chunk_size, min((c + 1) * chunk_size, n))
+            # pad the last chunk with copies of its last member (inactive, dropped), so that every
+            # chunk has the same shape and runs the same compiled program
+            padded = np.concatenate([members, np.full(chunk_size - len(members), members[-1])])
+            part, cs = self._fit_chunk(seeds[padded], _take(init, padded), _take(masks, padded),
+                                       len(members), epochs, target_train_accuracy)
+            compile_s += cs
+            parts.append(part)
+        cat = lambda *xs: np.concatenate(xs)
+        hist = {}
+        for k in parts[0]["history"]:
+            width = max(p["history"][k].shape[1] for p in parts)
+            padded_h = [np.pad(p["history"][k], ((0, 0), (0, width - p["history"][k].shape[1])),
+                               constant_values=np.nan) for p in parts]
+            hist[k] = np.concatenate(padded_h)
+        if not self.has_test:
+            hist.pop("test_accuracy")
+        return PopulationResult(
+            params=jax.tree.map(cat, *[p["params"] for p in parts]),
+            epochs=cat(*[p["epochs"] for p in parts]),
+            steps=cat(*[p["epochs"] for p in parts]) * self.steps_per_epoch,
+            reached=cat(*[p["reached"] for p in parts]),
+            epochs_to_threshold=cat(*[p["epochs_to_threshold"] for p in parts]),
+            train_accuracy=cat(*[p["train_accuracy"] for p in parts]),
+            test_accuracy=cat(*[p["test_accuracy"] for p in parts]) if self.has_test else None,
+            history=hist,
+            compile_seconds=compile_s,
+            seconds=time.perf_counter() - t0,
+            chunk_size=chunk_size,
+            n_chunks=n_chunks,
+        )
+
+    def _fit_chunk(self, seeds, init, masks, n_real, epochs, target):
+        """Train one chunk (``C`` members, the first `n_real` real) -> host results of those."""
+        C = len(seeds)
+        params, opt_state = self._shard(self.initial_state(init, masks))
+        seeds_d = self._shard(jnp.asarray(seeds, jnp.int32))
+        active = np.arange(C) < n_real  # padding members never count as active
+        trained = np.zeros(C, np.int64)
+        hist = {k: np.full((C, epochs), np.nan) for k in ("loss", "train_accuracy", "test_accuracy")}
+        compile_s = 0.0
+        # the accuracy of an untrained member (a run of 0 epochs), as Trainer reports NaN for it
+        train_acc = np.full(C, np.nan)
+        test_acc = np.full(C, np.nan)
+        epoch = 0
+        while epoch < epochs and active.any():
+            active_d = self._shard(jnp.asarray(active))
+            fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch))
+            compile_s += cs
+            params, opt_state, losses, _, tr, te = fn(params, opt_state, seeds_d, active_d,
+                                                      jnp.int32(epoch), self._data())
+            tr, te, losses = np.asarray(tr), np.asarray(te), np.asarray(losses)
+            for i in np.flatnonzero(active):
+                # float(np.mean(...)) of the float32 per-step losses: as Trainer.fit's history
+                hist["loss"][i, epoch] = float(np.mean(losses[i]))
+                hist["train_accuracy"][i, epoch] = float(tr[i])
+                hist["test_accuracy"][i, epoch] = float(te[i])
+                train_acc[i], test_acc[i] = float(tr[i]), float(te[i])
+                trained[i] = epoch + 1
+            # Python floats compared as in Trainer.fit, so members stop where a lone net stops
+            if target is not None:
+                active = active & ~np.array([float(a) >= target for a in tr])
+            epoch += 1
+        reached = (np.array([float(a) >= target for a in train_acc]) if target is not None
+                   else np.zeros(C, bool)) & (trained > 0)
+        ett = np.where(reached, trained, -1)
+        r = slice(0, n_real)
+        return {
+            "params": jax.tree.map(lambda a: np.asarray(a)[r], jax.device_get(params)),
+            "epochs": trained[r],
+            "reached": reached[r],
+            "epochs_to_threshold": ett[r],
+            "train_accuracy": train_acc[r],
+            "test_accuracy": test_acc[r],
+            "history": {k: v[r, :epoch] for k, v in hist.items()},
+        }, compile_s
+
+
+def retrain_population(dataset, cfg, init_params, masks, seeds, *,
+                       memory_budget_bytes: float | None = None) -> tuple[list[dict], PopulationResult]:
+    """`jaxprune.pipeline.retrain` for many (init params, mask, seed) members at once.
+
+    dataset: a `jaxprune.data.Dataset`; cfg: a `jaxprune.pipeline.LegcnetConfig` (its ``train``
+    config, ``target_accuracy`` and ``retrain_epochs``). init_params / masks: lists of P pytrees
+    (or stacked / one for all); seeds: ``(P,)`` ints. Returns one record per member with
+    `retrain`'s keys (test metrics, sparsity, FLOPs, epochs, steps, threshold; ``seconds`` is the
+    member's share of the population's wall time) and the `PopulationResult`.
+    """
+    # lazy: pipeline may import this module
+    from jaxprune.pipeline import evaluate_record
+
+    trainer = PopulationTrainer(
+        cfg.train, dataset.x_train, dataset.y_train, n_classes=dataset.n_classes,
+        x_test=dataset.x_test, y_test=dataset.y_test,
+    )
+    res = trainer.fit(seeds, init_params=init_params, masks=masks, epochs=cfg.retrain_epochs,
+                      target_train_accuracy=cfg.target_accuracy,
+                      memory_budget_bytes=memory_budget_bytes)
+    stacked_masks = trainer._as_members(masks, res.n_members, "masks", None)
+    records = []
+    for i in range(res.n_members):
+        mask = _take(stacked_masks, i)
+        record = evaluate_record(trainer, res.member_params(i), mask, dataset)
+        reached = bool(res.reached[i])
+        record.update(
+            train_accuracy=float(res.train_accuracy[i]),
+            epochs=int(res.epochs[i]),
+            steps=int(res.steps[i]),
+            reached_threshold=reached,
+            epochs_to_threshold=int(res.epochs[i]) if reached else None,
+            steps_to_threshold=int(res.steps[i]) if reached else None,
+            seconds=res.seconds / res.n_members,
+        )
+        records.append(record)
+    return records, res
