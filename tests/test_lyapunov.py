@@ -427,3 +427,33 @@ def test_long_windows_take_the_candidate_loop_with_bounded_memory():
     want = windowed_le_numpy(traj.astype(np.float64), window=window, stride=stride, r=20.0)
     np.testing.assert_allclose(got.le, want, atol=1e-12, rtol=0)
     np.testing.assert_array_equal(streamed, got.le)
+
+
+def test_streaming_under_jit_in_lane_blocks(monkeypatch):
+    """Under an outer jit (training's epoch) a window is cut into lane blocks of _STREAM_LANES
+    (the last one padded) and each block picks its path: equal to the standalone kernel bit for
+    bit, including a block that must take the general path (a weight whose range exceeds r)."""
+    monkeypatch.setattr(ly, "_STREAM_LANES", {4: 16, 8: 8})  # 45 weights -> 6 blocks of 8
+    traj = _traj(T=95, W=45, seed=11)
+    traj[:, 20] *= 5e4  # interval > r = 20: block 2 needs the general path
+    for mode in ("parity", "fast"):
+        want = windowed_le(traj, mode=mode)
+        traced = []
+
+        def step(w):
+            traced.append(1)
+            return windowed_le_update(w, mode=mode)
+
+        jstep = jax.jit(step)
+        got = [jstep(jnp.asarray(traj[45 * k: 45 * k + 50])) for k in range(2)]
+        le = np.stack([np.asarray(g[0]) for g in got])
+        if mode == "parity":  # float64: bit for bit
+            np.testing.assert_array_equal(le, want.le)
+        else:  # float32: another XLA program, rounding differs (measured 2.4e-7)
+            np.testing.assert_allclose(le, want.le, rtol=0, atol=1e-6)
+            np.testing.assert_array_equal(np.isnan(le), np.isnan(want.le))
+        np.testing.assert_array_equal(np.stack([np.asarray(g[1]) for g in got]), want.status)
+        assert len(traced) == 1  # the second window reuses the compiled step
+    ref = windowed_le_numpy(traj[:50, 20].astype(np.float64))[0]
+    assert np.isfinite(ref)
+    np.testing.assert_allclose(np.asarray(got[0][0])[20], ref, rtol=2e-5)
