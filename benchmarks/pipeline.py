@@ -1,0 +1,200 @@
+"""Benchmark: where a study's time goes, stage by stage, on one data set and seed.
+
+Stages (mnist5k --quick by default: 784-50-30-10, 400 epochs x 28 steps, fast LE):
+
+1. dense training with the Lyapunov kernel inside the epoch (the pipeline's stage 1), next to the
+   same training with no window function and to the standalone `windowed_le` kernel on the same
+   windows (the trajectory is kept in a memory-mapped file for it): the in-epoch LE cost per
+   window and its ratio to the standalone kernel;
+2. the Granger stage on the run's LE series (FT: all windows), and statsmodels on a sample of
+   weights in the same process (ratio);
+3. retraining the run's masks (dense, LEGCNet-FT/-PT, random, magnitude) one by one
+   (`pipeline.retrain`, one compiled epoch per net) and as one population
+   (`population.retrain_population`, one compiled program).
+
+Wall time and process CPU time are both reported: on a shared machine the CPU time is the more
+stable figure (other jobs stretch wall time, not this process's CPU seconds).
+
+Run: python benchmarks/pipeline.py [--dataset mnist5k] [--epochs N] [--seed 0] [--out f.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxprune import data, lyapunov, pipeline, prune
+from jaxprune.population import retrain_population
+from jaxprune.train import Trainer
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+class Clock:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
+def _fit(trainer: Trainer):
+    with Clock() as c:
+        res = trainer.fit()
+    return res, c
+
+
+def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
+    """In-epoch LE vs plain training + standalone kernel on the same windows."""
+    tcfg = cfg.train.replace(seed=seed)
+    common = dict(n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
+    # compile both epoch functions first (one epoch each), so the timed runs exclude compilation
+    warm = tcfg.replace(epochs=1)
+    Trainer(warm, ds.x_train, ds.y_train, window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)),
+            **common).fit()
+    with_le, c_le = _fit(Trainer(tcfg, ds.x_train, ds.y_train,
+                                 window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)), **common))
+    traj_path = tmp / "traj.npy"
+    plain, c_plain = _fit(Trainer(tcfg, ds.x_train, ds.y_train, keep_trajectory=traj_path,
+                                  **common))
+    traj = np.load(traj_path, mmap_mode="r")
+    kw = dict(window=tcfg.window, stride=tcfg.stride, m=cfg.m, d=cfg.d, t=cfg.theiler, s=cfg.s,
+              r=cfg.r, quantize=cfg.quantize, mode=cfg.le_mode)
+    lyapunov.windowed_le(traj, **kw)  # compile (block shapes depend on the window count)
+    with Clock() as c_sa:
+        sa = lyapunov.windowed_le(traj, **kw)
+    n_win = int(len(with_le.window_end_steps))
+    got = np.asarray(with_le.window_outputs["le"])
+    diff = float(np.nanmax(np.abs(got - sa.le[:n_win]))) if n_win else float("nan")
+    le_wall = c_le.wall - c_plain.wall
+    le_cpu = c_le.cpu - c_plain.cpu
+    return {
+        "epochs": tcfg.epochs, "steps": int(with_le.steps), "windows": n_win,
+        "weights": int(with_le.n_weights),
+        "train_with_le_wall": c_le.wall, "train_with_le_cpu": c_le.cpu,
+        "train_plain_wall": c_plain.wall, "train_plain_cpu": c_plain.cpu,
+        "in_epoch_le_wall": le_wall, "in_epoch_le_cpu": le_cpu,
+        "standalone_le_wall": c_sa.wall, "standalone_le_cpu": c_sa.cpu,
+        "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
+        "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
+        "max_abs_le_diff": diff,
+        "_le": got, "_risk": with_le.risk, "_params": with_le.params,
+        "_init": with_le.init_params,
+    }
+
+
+def stage_granger(le, risk, params, cfg, n_statsmodels: int) -> dict:
+    from jaxprune.verify import _statsmodels_min_p
+
+    pipeline.granger_on_le(le, risk, cfg)  # compile
+    with Clock() as c:
+        outcome = pipeline.granger_on_le(le, risk, cfg)
+    rng = np.random.default_rng(0)
+    # statsmodels refuses NaN; the pipeline fills NaN windows of partly undefined series
+    ok = np.nonzero(np.isfinite(outcome.pmin) & np.all(np.isfinite(le), axis=0))[0]
+    pick = rng.choice(ok, size=min(n_statsmodels, ok.size), replace=False)
+    maxlag = outcome.maxlag_used
+    _statsmodels_min_p(risk, le[:, pick[0]].astype(np.float64), maxlag, cfg.test)  # imports
+    with Clock() as c_sm:
+        ref = np.array([_statsmodels_min_p(risk, le[:, j].astype(np.float64), maxlag,
+                                           cfg.test) for j in pick])
+    per_pair = c_sm.wall / max(len(pick), 1)
+    return {
+        "weights": int(le.shape[1]), "windows": int(le.shape[0]), "maxlag": int(maxlag),
+        "granger_wall": c.wall, "granger_cpu": c.cpu,
+        "statsmodels_seconds_per_weight": per_pair,
+        "speedup_vs_statsmodels": per_pair * le.shape[1] / c.wall,
+        "max_abs_p_diff_sample": float(np.max(np.abs(ref - outcome.lag_pvalues[pick].min(axis=1)))),
+        "_outcome": outcome,
+    }
+
+
+def stage_retrain(ds, cfg, seed, init, params, outcome) -> dict:
+    mask_ft, _ = pipeline.mask_from_granger(outcome, params, cfg)
+    masks = {
+        "dense": jax.tree.map(lambda a: np.ones(np.shape(a), bool), mask_ft),
+        "legcnet_ft": mask_ft,
+        "random": prune.random_mask(params, mask_ft, seed=seed, layers=cfg.layers),
+        "magnitude": prune.magnitude_mask(params, mask_ft, layers=cfg.layers),
+    }
+    with Clock() as c_one:
+        single = {k: pipeline.retrain(ds, cfg, init, m, seed=seed)[0] for k, m in masks.items()}
+    with Clock() as c_pop:
+        recs, _ = retrain_population(ds, cfg, init, list(masks.values()), [seed] * len(masks))
+    return {
+        "nets": len(masks),
+        "one_by_one_wall": c_one.wall, "one_by_one_cpu": c_one.cpu,
+        "population_wall": c_pop.wall, "population_cpu": c_pop.cpu,
+        "speedup_wall": c_one.wall / c_pop.wall,
+        "test_accuracy_one_by_one": {k: r["test_accuracy"] for k, r in single.items()},
+        "test_accuracy_population": {k: r["test_accuracy"] for k, r in zip(masks, recs)},
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the --quick preset's")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--statsmodels", type=int, default=100, help="weights checked there")
+    ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    a = ap.parse_args()
+    ds = data.load_dataset(a.dataset, seed=a.seed)
+    cfg = pipeline.preset(a.dataset, quick=True)
+    if a.epochs is not None:
+        cfg = cfg.replace(train=cfg.train.replace(epochs=a.epochs))
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+           "device": str(jax.devices()[0]), "load_average_start": os.getloadavg()}
+    print(f"{env['cpu']}, {env['cores']} cores, jax {env['jax']}, {env['device']}, "
+          f"load average {env['load_average_start']}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = stage_dense(ds, cfg, a.seed, Path(tmp))
+    print(f"dense+LE: {dense['epochs']} epochs, {dense['windows']} windows x {dense['weights']} "
+          f"weights | with LE {dense['train_with_le_wall']:.1f} s wall / "
+          f"{dense['train_with_le_cpu']:.1f} s CPU, plain {dense['train_plain_wall']:.1f} / "
+          f"{dense['train_plain_cpu']:.1f} | in-epoch LE {dense['in_epoch_le_cpu']:.1f} s CPU vs "
+          f"standalone {dense['standalone_le_cpu']:.1f} s CPU: "
+          f"x{dense['in_epoch_over_standalone_cpu']:.2f} (wall x"
+          f"{dense['in_epoch_over_standalone_wall']:.2f}); max |LE diff| "
+          f"{dense['max_abs_le_diff']:.1e}", flush=True)
+    gr = stage_granger(dense["_le"], dense["_risk"], dense["_params"], cfg, a.statsmodels)
+    print(f"granger: {gr['weights']} weights x maxlag {gr['maxlag']}, n {gr['windows']}: "
+          f"{gr['granger_wall']:.2f} s wall / {gr['granger_cpu']:.2f} s CPU; statsmodels "
+          f"{1e3 * gr['statsmodels_seconds_per_weight']:.1f} ms/weight -> "
+          f"x{gr['speedup_vs_statsmodels']:.0f}; max |p diff| {gr['max_abs_p_diff_sample']:.1e}",
+          flush=True)
+    rt = stage_retrain(ds, cfg, a.seed, dense["_init"], dense["_params"], gr["_outcome"])
+    print(f"retrain {rt['nets']} nets: one by one {rt['one_by_one_wall']:.1f} s wall / "
+          f"{rt['one_by_one_cpu']:.1f} s CPU, population {rt['population_wall']:.1f} / "
+          f"{rt['population_cpu']:.1f} -> x{rt['speedup_wall']:.2f} wall", flush=True)
+    print("test accuracy one by one:", rt["test_accuracy_one_by_one"])
+    print("test accuracy population:", rt["test_accuracy_population"])
+    env["load_average_end"] = os.getloadavg()
+    if a.out:
+        strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+        Path(a.out).write_text(json.dumps(
+            {"env": env, "dense": strip(dense), "granger": strip(gr), "retrain": rt}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
