@@ -313,14 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from jaxprune import distributed
     from jaxprune.data import DataFormatError, DatasetNotAvailableError
 
     try:
+        distributed.initialize_from_env()  # multi-process when the environment says so
         return int(args.func(args) or 0)
     except (DatasetNotAvailableError, DataFormatError, FileNotFoundError, KeyError,
             ValueError) as err:
         print(f"jaxprune: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

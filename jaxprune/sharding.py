@@ -265,12 +265,15 @@ def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int
     fn: ``(window, C) -> pytree of arrays whose last axis is the C weights`` (per-weight
     independent, e.g. the streaming Lyapunov step). Returns ``g(win)`` for ``(window,
     n_weights)`` windows (inside or outside ``jax.jit``; use it as the `Trainer`'s window_fn):
-    the weights are zero-padded to ``n_dev * k * C``, sharded over `mesh` (default
-    :func:`weight_mesh`) and each device maps fn over its k chunks of ``C = min(chunk_size,
+    the weights are zero-padded to ``n_dev * k * C``, sharded over `mesh` (default: this
+    process's devices, ``weight_mesh(jax.local_devices())``) and each device maps fn over its k chunks of ``C = min(chunk_size,
     n_weights)`` weights (default :data:`WINDOW_CHUNK`). Results do not depend on the number of
     devices (module docstring).
     """
-    mesh = weight_mesh() if mesh is None else mesh
+    # default: this process's devices only. The window is a process-local array inside
+    # training's jitted epoch (training runs replicated in every process), which a mesh over
+    # other processes' devices cannot take.
+    mesh = weight_mesh(jax.local_devices()) if mesh is None else mesh
     chunk = WINDOW_CHUNK if chunk_size is None else int(chunk_size)
     n_dev = mesh.size
 
