@@ -25,8 +25,15 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["initialize_from_env", "shutdown", "is_initialized", "process_index", "process_count",
-           "is_primary", "process_out_dir"]
+__all__ = [
+    "initialize_from_env",
+    "is_initialized",
+    "is_primary",
+    "process_count",
+    "process_index",
+    "process_out_dir",
+    "shutdown",
+]
 
 _ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 _state = {"initialized": False}

@@ -650,8 +650,11 @@ class _Checkpointer:
         extra = {"create": True}
         if self._local:
             pid = jax.process_index()
+            # own barrier keys: the processes share the coordinator's key-value store, and
+            # equal keys (same step, same item) would let one process pass another's barrier
             extra = {"create": False, "multiprocessing_options": ocp.options.MultiprocessingOptions(
-                primary_host=pid, active_processes={pid})}
+                primary_host=pid, active_processes={pid},
+                barrier_sync_key_prefix=f"jaxprune_process{pid}")}
             Path(directory).mkdir(parents=True, exist_ok=True)  # orbax: no create= with these
         self.manager = ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, **extra))

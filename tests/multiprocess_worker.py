@@ -1,22 +1,24 @@
 """Worker of tests/test_multiprocess.py: one of N processes of a local multi-process JAX run.
 
-Usage: ``python tests/multiprocess_worker.py OUT.npz`` with JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Runs the sharded Lyapunov and Granger kernels with the
-weight axis over every process's devices (global mesh) on fixed seeded inputs and, in process 0,
-saves the gathered results to OUT.npz (every process gets the full result; process 0 also checks
-that the mesh really spans all processes).
+Usage: ``python tests/multiprocess_worker.py OUT.npz [jaxprune run arguments...]`` with
+JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set. Runs the sharded Lyapunov and
+Granger kernels with the weight axis over every process's devices (a global mesh; the worker
+checks it spans all processes) on fixed seeded inputs; process 0 saves the gathered results to
+OUT.npz. Then, in the same processes (one start-up for both checks), ``jaxprune run`` with the
+remaining arguments through the CLI's ``main`` (its ``initialize_from_env`` finds the run already
+initialised; its ``finally: shutdown()`` ends it).
 """
 import os
 import sys
 import time
 
 T0 = time.perf_counter()
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
-import numpy as np  # noqa: E402
+import numpy as np
 
-from jaxprune import distributed, sharding  # noqa: E402
+from jaxprune import distributed, sharding
 
 
 def inputs():
@@ -24,18 +26,18 @@ def inputs():
     rng = np.random.default_rng(0)
     traj = np.cumsum(rng.normal(0, 1e-3, (190, 37)), axis=0).astype(np.float32)
     traj[:, 5] = 0.5  # a constant weight (status CONSTANT)
-    risk = np.cumsum(rng.normal(0, 1, 60))
     cause = rng.normal(0, 1, (37, 60))
-    cause[:9, 1:] += 0.8 * risk[:-1]  # a few weights that Granger-cause the risk
+    risk = rng.normal(0, 1, 60)
+    risk[1:] += 2.0 * cause[0, :-1]  # weight 0 Granger-causes the risk
     return traj, risk, cause
 
 
 def log(what):
-    print(f"[{os.environ.get('JAX_PROCESS_ID')}] {time.perf_counter() - T0:6.1f} s {what}", file=sys.stderr,
-          flush=True)
+    pid = os.environ.get("JAX_PROCESS_ID")
+    print(f"[{pid}] {time.perf_counter() - T0:6.1f} s {what}", file=sys.stderr, flush=True)
 
 
-def main(out: str) -> int:
+def main(out: str, run_args: list[str]) -> int:
     log("imported")
     assert distributed.initialize_from_env(), "the environment asked for no multi-process run"
     log("initialized")
@@ -52,10 +54,16 @@ def main(out: str) -> int:
             np.savez(out, le=le.le, status=le.status, p=g.ssr_ftest.pvalue,
                      stat=g.ssr_ftest.statistic, gstatus=g.status,
                      n_processes=jax.process_count(), n_devices=mesh.size)
+        if run_args:
+            from jaxprune.cli import main as cli_main
+
+            code = cli_main(run_args)
+            log(f"jaxprune run exited {code}")
+            return code
     finally:
         distributed.shutdown()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
