@@ -652,9 +652,10 @@ class _Checkpointer:
             pid = jax.process_index()
             # own barrier keys: the processes share the coordinator's key-value store, and
             # equal keys (same step, same item) would let one process pass another's barrier
-            extra = {"create": False, "multiprocessing_options": ocp.options.MultiprocessingOptions(
+            mp = ocp.options.MultiprocessingOptions(
                 primary_host=pid, active_processes={pid},
-                barrier_sync_key_prefix=f"jaxprune_process{pid}")}
+                barrier_sync_key_prefix=f"jaxprune_process{pid}")
+            extra = {"create": False, "multiprocessing_options": mp}
             Path(directory).mkdir(parents=True, exist_ok=True)  # orbax: no create= with these
         self.manager = ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, **extra))

@@ -123,7 +123,8 @@ def test_two_processes_equal_one(tmp_path):
         np.testing.assert_array_equal(a_multi[name], a_single[name], err_msg=name)
     assert a_single["mask_legcnet_ft"].any() and not a_single["mask_legcnet_ft"].all()
     assert _records(multi) == _records(single)
-    d_multi, d_single = np.load(multi / "seed_0" / "dense.npz"), np.load(single / "seed_0" / "dense.npz")
+    d_multi = np.load(multi / "seed_0" / "dense.npz")
+    d_single = np.load(single / "seed_0" / "dense.npz")
     np.testing.assert_array_equal(d_multi["le"], d_single["le"])
     results = json.loads((multi / "results.json").read_text())
     assert len(results["jax"]["devices"]) == N_PROC
@@ -143,8 +144,10 @@ def test_settings_from_env(env, want):
 @pytest.mark.parametrize("env, msg", [
     ({"JAX_COORDINATOR_ADDRESS": "h:1"}, "missing"),
     ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "< JAX"),
-    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "x", "JAX_PROCESS_ID": "0"}, "integer"),
-    ({"JAX_COORDINATOR_ADDRESS": "h", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "host:port"),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "x", "JAX_PROCESS_ID": "0"},
+     "integer"),
+    ({"JAX_COORDINATOR_ADDRESS": "h", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"},
+     "host:port"),
     ({"JAXPRUNE_DISTRIBUTED": "yes"}, "0 or 1"),
 ])
 def test_bad_settings_are_one_line_errors(env, msg):
@@ -166,4 +169,5 @@ def test_single_process_commands_refuse_several_processes(monkeypatch, capsys, t
     monkeypatch.setattr(distributed, "initialize_from_env", lambda env=None: True)
     assert cli_main(["verify", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("jaxprune: error: `jaxprune verify` runs in one process") and "\n" not in err
+    assert err.startswith("jaxprune: error: `jaxprune verify` runs in one process")
+    assert "\n" not in err
