@@ -80,10 +80,11 @@ def _enable_x64_for(le_mode: str) -> None:
 
 def _cmd_train(args) -> int:
     from jaxprune.data import load_dataset
+    from jaxprune.distributed import process_out_dir
     from jaxprune.train import Trainer, save_metrics, save_params
 
     config = _config_from_args(args)
-    out = Path(args.out)
+    out = process_out_dir(args.out)  # process i > 0 of several: OUT.process<i>
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.dataset, seed=config.seed, data_dir=args.data_dir,
                         download=args.download)
@@ -313,14 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from jaxprune import distributed
     from jaxprune.data import DataFormatError, DatasetNotAvailableError
 
     try:
+        if distributed.initialize_from_env() and args.command not in ("run", "train"):
+            raise ValueError(f"`jaxprune {args.command}` runs in one process: unset "
+                             "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
+                             "and JAXPRUNE_DISTRIBUTED (only run and train take several)")
         return int(args.func(args) or 0)
     except (DatasetNotAvailableError, DataFormatError, FileNotFoundError, KeyError,
             ValueError) as err:
         print(f"jaxprune: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

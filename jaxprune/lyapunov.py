@@ -566,7 +566,8 @@ def _onebox_rows(xs, *, m, d, t, s, exact):
 
 # The diagonal kernel unrolls one small op chain per pair: (N - t)**2 / 2 pairs, ~12 HLO ops each
 # (406 pairs for the paper's windows of 50: ~10 s to compile); beyond this many candidates the
-# candidate loop (N unrolled steps over (N - t, B) arrays) is used instead.
+# candidate loop (a rolled lax.fori_loop over N steps on (N - t, B) arrays: a program of the same
+# size at every window) is used instead.
 _DIAG_MAX_N = 32
 
 
@@ -591,10 +592,15 @@ def _slope_onebox(xs, *, m, d, t, s, exact):
 def _slope_onebox_loop(xs, *, m, d, t, s, exact):
     """One-box slope for long windows (see :func:`_slope_onebox`): one pass over candidates.
 
-    xs: (L, B) rescaled. Walks the candidates j = 0..N-1 (unrolled) keeping, per reference point,
-    the best D (ties -> the later, i.e. larger, j: TISEAN's scan in decreasing j with strict <),
-    the divergence one step later D(n+1, j+1) of that best candidate, and the smallest admissible D
-    (for the skipped count). Holds ~8 arrays of (N - t + 1, B); no (N, N, B) matrix, no gather.
+    xs: (L, B) rescaled. Walks the candidates j = 0..N-1 in a ``lax.fori_loop`` keeping, per
+    reference point, the best D (ties -> the later, i.e. larger, j: TISEAN's scan in decreasing j
+    with strict <), the divergence one step later D(n+1, j+1) of that best candidate, and the
+    smallest admissible D (for the skipped count). Holds ~8 arrays of (N - t + 1, B); no
+    (N, N, B) matrix, no gather. The loop is rolled, not unrolled: the compiled program has one
+    loop body whatever the window (an unrolled Python loop made XLA compile O(N) copies: 32 s at
+    window 160, > 100 s at 400). Each step does the same elementwise float operations in the same
+    order as the unrolled form (the column D(., j) is computed once, as ``col_next`` of step
+    j - 1), so the results are bit-identical.
     Returns lyap (2, B), found (2, B) int32, skipped (B,) int32.
     """
     L, B = xs.shape
@@ -603,23 +609,36 @@ def _slope_onebox_loop(xs, *, m, d, t, s, exact):
     rows = nref + 1  # D(n+1, j+1) needs one more reference row
     dt = xs.dtype
     below_one = jnp.asarray(np.nextafter(np.array(1.0, dt), np.array(0.0, dt)), dt)
-    best = jnp.full((nref, B), below_one, dt)  # accept D <= prev(1), i.e. D < 1
-    d1 = jnp.full((nref, B), jnp.nan, dt)
-    dmin = jnp.full((nref, B), jnp.inf, dt)
-    n_idx = np.arange(nref)[:, None]
-    col_next = _dist(xs, 0, rows, 0, m, d, exact)
-    for j in range(N):
-        col = col_next
-        col_next = _dist(xs, 0, rows, j + 1, m, d, exact)  # j+1 <= N: in range (s >= 1)
+    n_idx = jnp.arange(nref, dtype=jnp.int32)[:, None]
+
+    def column(j):
+        """D(n, j) for n in [0, rows): (rows, B), accumulated c = 0..m-1 like :func:`_dist`."""
+        acc = None
+        for c in range(m):
+            xa = xs[c * d: c * d + rows]
+            xb = lax.dynamic_index_in_dim(xs, j + c * d, 0, keepdims=True)  # (1, B)
+            sq = _sq(xa - xb, exact)
+            acc = sq if acc is None else acc + sq
+        return acc
+
+    def body(j, carry):
+        best, d1, dmin, col = carry
+        col_next = column(j + 1)  # j + 1 <= N: in range (s >= 1)
         Dj = col[:nref]
-        bad = np.abs(n_idx - j) <= t  # static: the Theiler window (t = 0: n == j only)
-        if bad.any():
-            Dj = jnp.where(jnp.asarray(bad), jnp.inf, Dj)
+        bad = jnp.abs(n_idx - j) <= t  # the Theiler window (t = 0: n == j only)
+        Dj = jnp.where(bad, jnp.inf, Dj)
         dmin = jnp.minimum(dmin, Dj)
         Dp = jnp.where(Dj > 0, Dj, jnp.inf)
         upd = Dp <= best
         best = jnp.where(upd, Dp, best)
         d1 = jnp.where(upd, col_next[1:], d1)
+        return best, d1, dmin, col_next
+
+    init = (jnp.full((nref, B), below_one, dt),  # accept D <= prev(1), i.e. D < 1
+            jnp.full((nref, B), jnp.nan, dt),
+            jnp.full((nref, B), jnp.inf, dt),
+            column(jnp.int32(0)))
+    best, d1, dmin, _ = lax.fori_loop(0, N, body, init)
     has = ~jnp.isnan(d1)
     use1 = has & (d1 > 0)
     lyap0 = _row_sum(jnp.where(has, jnp.log(best), 0.0))

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import granger as granger_mod
-from jaxprune import lyapunov, metrics, prune, rundir, sharding
+from jaxprune import distributed, lyapunov, metrics, prune, rundir, sharding
 from jaxprune import stationarity
 from jaxprune.models import predict_labels
 from jaxprune.train import TrainConfig, Trainer, load_params, save_metrics
@@ -571,7 +571,8 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
     """
     if cfg.le_mode == "parity" and not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)  # parity mode is float64
-    out_dir = Path(out_dir)
+    # multi-process: only process 0 writes out_dir; the others their own sibling directory
+    out_dir = distributed.process_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"
     if resume and config_path.exists():

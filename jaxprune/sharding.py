@@ -44,11 +44,14 @@ chunk temporaries and half to the block's inputs / outputs.
 
 Multi-host (a pod)
 ------------------
-Call ``jax.distributed.initialize()`` in every process first; :func:`weight_mesh` then spans all
-processes' devices, every process passes the same (host) arrays (e.g. a memory-mapped
-trajectory: each process reads only the columns of its own devices, through
-``jax.make_array_from_callback``), and every process gets the full gathered result
-(``multihost_utils.process_allgather``).
+Call ``jax.distributed.initialize()`` in every process first (``jaxprune.distributed.
+initialize_from_env()``; docs/multiprocess.md); :func:`weight_mesh` then spans all processes'
+devices, every process passes the same (host) arrays (e.g. a memory-mapped trajectory: each
+process reads only the columns of its own devices, through ``jax.make_array_from_callback``), and
+every process gets the full gathered result (``multihost_utils.process_allgather``).
+:func:`sharded_window_fn` / :func:`window_le_fn` default to the process's own devices: inside a
+jitted training epoch the window is a process-local array (tests/test_multiprocess.py runs both
+kernels on 2 processes).
 """
 from __future__ import annotations
 
@@ -265,12 +268,15 @@ def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int
     fn: ``(window, C) -> pytree of arrays whose last axis is the C weights`` (per-weight
     independent, e.g. the streaming Lyapunov step). Returns ``g(win)`` for ``(window,
     n_weights)`` windows (inside or outside ``jax.jit``; use it as the `Trainer`'s window_fn):
-    the weights are zero-padded to ``n_dev * k * C``, sharded over `mesh` (default
-    :func:`weight_mesh`) and each device maps fn over its k chunks of ``C = min(chunk_size,
-    n_weights)`` weights (default :data:`WINDOW_CHUNK`). Results do not depend on the number of
+    the weights are zero-padded to ``n_dev * k * C``, sharded over `mesh` (default: this
+    process's devices, ``weight_mesh(jax.local_devices())``) and each device maps fn over its k
+    chunks of ``C = min(chunk_size, n_weights)`` weights (default :data:`WINDOW_CHUNK`). Results do not depend on the number of
     devices (module docstring).
     """
-    mesh = weight_mesh() if mesh is None else mesh
+    # default: this process's devices only. The window is a process-local array inside
+    # training's jitted epoch (training runs replicated in every process), which a mesh over
+    # other processes' devices cannot take.
+    mesh = weight_mesh(jax.local_devices()) if mesh is None else mesh
     chunk = WINDOW_CHUNK if chunk_size is None else int(chunk_size)
     n_dev = mesh.size
 
