@@ -11,7 +11,6 @@ from jaxprune import pipeline, prune, rundir
 from jaxprune.data import load_dataset
 from jaxprune.pipeline import (
     LegcnetConfig,
-    analyze_dense,
     effective_maxlag,
     granger_on_le,
     preset,
@@ -272,13 +271,14 @@ def _statsmodels_lag_p(y, x, maxlag):
 
 @pytest.mark.timeout(600)
 def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run):
-    """The analysis stage (`analyze_dense`) with stationarity=True + holm+bh, and with rounded
-    p-values, against adfuller / grangercausalitytests / multipletests run weight by weight."""
+    """The analysis stage (Granger on the run's LE series, then the mask) with stationarity=True
+    + holm+bh, and with rounded p-values, against adfuller / grangercausalitytests /
+    multipletests run weight by weight."""
     from statsmodels.stats.multitest import multipletests
     from statsmodels.tsa.stattools import adfuller
 
     out, _ = finished_run
-    dense = dict(np.load(out / "seed_0" / "dense.npz"))
+    dense = np.load(out / "seed_0" / "dense.npz")
     le, risk = np.asarray(dense["le"], np.float64), np.asarray(dense["risk"], np.float64)
     _, like = pipeline._init_params(_iris(0), CFG, 0)
 
@@ -288,8 +288,12 @@ def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run)
             p = adfuller(u)[1]
         return np.diff(u) if p > 0.05 else u[1:]
 
+    def stage(cfg):  # what the analysis stage (`analyze_dense`) does for LEGCNet-FT
+        outcome = granger_on_le(le, risk, cfg)
+        return outcome.pmin, prune.flat_keep(pipeline.mask_from_granger(outcome, like, cfg)[0])
+
     cfg = CFG.replace(stationarity=True, correction=("holm", "bh"))
-    got = analyze_dense(dense, like, cfg, 0)
+    got_p, keep = stage(cfg)
     n = len(risk)
     maxlag = effective_maxlag(n - 1, cfg.maxlag)
     y = stationary(risk)
@@ -297,23 +301,20 @@ def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run)
     lag_p = np.array([_statsmodels_lag_p(y, stationary(x[:, j]), maxlag)
                       for j in range(x.shape[1])])
     pmin = lag_p.min(axis=1)
-    np.testing.assert_allclose(got["granger"]["legcnet_ft"].pmin, pmin, rtol=1e-6)
+    np.testing.assert_allclose(got_p, pmin, rtol=1e-6)
     holm = np.array([multipletests(r, method="holm")[1].min() for r in lag_p])
-    want = holm < cfg.alpha  # no untestable weight in this run
-    assert np.isfinite(holm).all()
+    assert np.isfinite(holm).all()  # no untestable weight in this run: all 42 form the family
     want = multipletests(holm, alpha=cfg.alpha, method="fdr_bh")[1] < cfg.alpha
-    keep = prune.flat_keep(got["masks"]["legcnet_ft"])
     np.testing.assert_array_equal(keep, want)
     assert 0 < want.sum() < len(want)  # the correction decides something here
     # without the correction more weights are kept (the correction is really applied)
     assert (pmin < cfg.alpha).sum() > want.sum()
 
     cfg = CFG.replace(round_pvalues=2)
-    got = analyze_dense(dense, like, cfg, 0)
+    got_p, keep = stage(cfg)
     lag_p = np.array([_statsmodels_lag_p(risk, x[:, j], cfg.maxlag) for j in range(x.shape[1])])
     p_round = np.round(lag_p.min(axis=1), 2)
-    np.testing.assert_allclose(got["granger"]["legcnet_ft"].pmin, p_round, atol=1e-12)
-    np.testing.assert_array_equal(prune.flat_keep(got["masks"]["legcnet_ft"]),
-                                  p_round < cfg.alpha)
+    np.testing.assert_allclose(got_p, p_round, atol=1e-12)
+    np.testing.assert_array_equal(keep, p_round < cfg.alpha)
     # rounding moves a decision here (min p 0.046 -> 0.05: pruned), so it is really applied
     assert (lag_p.min(axis=1) < cfg.alpha).sum() == (p_round < cfg.alpha).sum() + 1
