@@ -318,3 +318,39 @@ def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run)
     np.testing.assert_array_equal(keep, p_round < cfg.alpha)
     # rounding moves a decision here (min p 0.046 -> 0.05: pruned), so it is really applied
     assert (lag_p.min(axis=1) < cfg.alpha).sum() == (p_round < cfg.alpha).sum() + 1
+
+
+@pytest.mark.timeout(600)
+def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, tmp_path):
+    """A run killed while retraining seed 1's random baseline (its record, saved net and last
+    checkpoint gone, an earlier checkpoint kept) resumes to the same records; resuming with
+    another config is refused before anything runs."""
+    out, results = finished_run
+    part = tmp_path / "part"
+    shutil.copytree(out, part)
+    seed1 = part / "seed_1"
+    (seed1 / "retrain_random.json").unlink()
+    rundir.retrained_path(part, 1, "random").unlink()
+    (part / "results.json").unlink()
+    ckpt = seed1 / "ckpt_retrain_random"
+    steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+    assert len(steps) >= 2  # an earlier epoch's checkpoint is kept: retraining resumes from it
+    shutil.rmtree(ckpt / str(steps[-1]))
+    before = {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")}
+    with pytest.raises(ValueError, match="another config"):
+        run(_iris, CFG.replace(alpha=0.01), [0, 1], part, resume=True)
+    assert not (seed1 / "retrain_random.json").exists()
+    resumed = run(_iris, CFG, [0, 1], part, resume=True, checkpoint_every_s=0.0)
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+
+    assert strip(resumed["runs"]) == strip(results["runs"])
+    # the finished records were reused, not retrained
+    assert {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")
+            if p.name in before} == before
+    a = rundir.load_retrained(out, 1, "random")
+    b = rundir.load_retrained(part, 1, "random")
+    for x, y in zip(a["kernels"], b["kernels"], strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a["train_accuracy_history"], b["train_accuracy_history"])
