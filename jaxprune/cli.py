@@ -212,8 +212,9 @@ def _cmd_verify(args) -> int:
           f"{report['pvalue_max_rel_diff']:.3g} end to end, "
           f"{report['granger_pvalue_max_rel_diff']:.3g} on the run's own LE series; "
           f"mask decisions that flip: "
-          f"{report['decision_flips']}; wrote {Path(args.run_dir) / 'verify.json'}")
-    return 0 if report["decision_flips"] == 0 else 1
+          f"{report['decision_flips']}; NaN on one side only: {report['nan_mismatches']}; "
+          f"wrote {Path(args.run_dir) / 'verify.json'}")
+    return 0 if report["decision_flips"] == 0 and report["nan_mismatches"] == 0 else 1
 
 
 def _cmd_export(args) -> int:

@@ -64,7 +64,7 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
         maxlag = int(analysis[f"maxlag_{method}"])
         pmin = np.asarray(analysis[f"pmin_{method}"])
         keep = np.asarray(analysis[f"mask_{method}"])
-        p_diff, p_diff_own, flips = 0.0, 0.0, []
+        p_diff, p_diff_own, flips, p_nan_mismatch = 0.0, 0.0, [], 0
         def reference_p(series):
             """statsmodels' min p of an LE series as the run would test it (NaN fill, rounding);
             NaN for a series without any estimate or one statsmodels refuses."""
@@ -90,6 +90,8 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
                 p_diff_own = max(p_diff_own, rel_diff(reference_p(le[:n, w]), p_got))
             p_ref = reference_p(ref_le[:n, c])
             p_diff = max(p_diff, rel_diff(p_ref, p_got))
+            # a p-value on one side only is a disagreement, not a zero difference
+            p_nan_mismatch += int(np.isfinite(p_ref) != np.isfinite(p_got))
             # the decision statsmodels' p would give under the same policy and alpha (no correction)
             if np.isfinite(p_ref):
                 ref_keep = p_ref < cfg["alpha"]
@@ -100,6 +102,7 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
                               "kept_by_run": bool(keep[w])})
         out["masks"][method] = {"pvalue_max_rel_diff": p_diff,
                                 "granger_pvalue_max_rel_diff": float(p_diff_own),
+                                "pvalue_nan_mismatches": p_nan_mismatch,
                                 "decision_flips": flips}
     return out
 
@@ -130,4 +133,8 @@ def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
         "granger_pvalue_max_rel_diff": max(m["granger_pvalue_max_rel_diff"] for s in per_seed
                                            for m in s["masks"].values()),
         "decision_flips": sum(len(m["decision_flips"]) for s in per_seed for m in s["masks"].values()),
+        # windows / weights where exactly one side has an estimate: the differences above only
+        # cover entries finite on both sides, so these must be 0 for the run to be trusted
+        "nan_mismatches": sum(s["le_nan_mismatches"] for s in per_seed)
+        + sum(m["pvalue_nan_mismatches"] for s in per_seed for m in s["masks"].values()),
     }

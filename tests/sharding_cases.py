@@ -91,7 +91,7 @@ if __name__ == "__main__":
 
     assert len(jax.devices()) == int(os.environ.get("EXPECT_DEVICES", "4")), jax.devices()
     mesh = sharding.weight_mesh()
-    arrays = compute(mesh)
+    arrays = compute(mesh, modes=("fast", "parity"))  # parity: float64, bit-equal promised
     if "--pipeline" in sys.argv:
         arrays.update(pipeline_masks(sys.argv[sys.argv.index("--pipeline") + 1]))
     np.savez(sys.argv[1], **arrays)

@@ -6,6 +6,7 @@ import socket
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds  # a hard dependency: a missing one must fail, not skip
 
 from jaxprune import data
 from jaxprune.data import (
@@ -191,7 +192,6 @@ def test_one_hot():
 
 
 def test_tfds_mnist_with_mock_data(tmp_path, no_network):
-    tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
         ds = load_dataset("mnist", data_dir=tmp_path, seed=2)
         again = load_dataset("mnist", data_dir=tmp_path, seed=2)
@@ -208,7 +208,6 @@ def test_tfds_mnist_with_mock_data(tmp_path, no_network):
 
 @pytest.mark.timeout(60)
 def test_tfds_mnist_missing_raises_clear_error_without_network(tmp_path, no_network):
-    pytest.importorskip("tensorflow_datasets")
     with pytest.raises(DatasetNotAvailableError) as info:
         load_dataset("mnist", data_dir=tmp_path)
     message = str(info.value)
@@ -219,7 +218,6 @@ def test_tfds_mnist_missing_raises_clear_error_without_network(tmp_path, no_netw
 
 
 def test_tfds_download_failure_is_reported(tmp_path, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
     seen = {}
 
     def fail(self, **kwargs):

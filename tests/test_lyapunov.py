@@ -208,7 +208,7 @@ def test_degenerate_inputs():
     assert np.all(np.isnan(res.S[:3])) and np.all(res.found[:3] == 0)
     assert res.skipped[3] > 0  # a step: TISEAN hangs; here it finishes and reports
     # too short for m, d, s (shape only), and empty inputs
-    short = jax.device_get(lyap_r(np.random.rand(3, 22), m=2, s=20))
+    short = jax.device_get(lyap_r(np.random.default_rng(0).random((3, 22)), m=2, s=20))
     assert np.all(short.status == Status.TOO_SHORT) and np.all(np.isnan(short.S))
     empty = lyap_r(np.zeros((2, 0)))
     assert empty.S.shape == (2, 21) and np.all(np.asarray(empty.status) == Status.TOO_SHORT)
@@ -222,7 +222,7 @@ def test_degenerate_inputs():
 
 
 def test_bad_arguments():
-    x = np.random.rand(50)
+    x = np.random.default_rng(0).random(50)
     with pytest.raises(ValueError):
         lyap_r(x, m=0)
     with pytest.raises(ValueError):
@@ -246,7 +246,7 @@ def test_bad_arguments():
 def test_float64_without_x64_raises():
     with jax.enable_x64(False):
         with pytest.raises(TypeError, match="x64"):
-            lyap_r(np.random.rand(50))
+            lyap_r(np.random.default_rng(0).random(50))
         with pytest.raises(TypeError, match="x64"):
             windowed_le(np.zeros((100, 2), np.float32), mode="parity")
 
@@ -257,10 +257,13 @@ def test_float32_fast_mode():
     par = windowed_le(traj, mode="parity")
     assert fast.le.dtype == np.float32
     np.testing.assert_array_equal(np.isnan(fast.le), np.isnan(par.le))
-    close = np.isclose(fast.le, par.le, atol=1e-3)
-    # float32 rescaling breaks exact ties differently (plateaus, columns 0 and 2, disagree more);
-    # on the random-walk weights most slopes agree
-    assert close[:, 3:].mean() > 0.9 and close.mean() > 0.75
+    diff = np.abs(np.asarray(fast.le, np.float64) - par.le)
+    # float32 rescaling breaks exact ties differently on the 1e-3 plateaus of column 0 (measured
+    # 0.037); every other slope agrees to float32 rounding (measured max 2.0e-6; column 1 is
+    # constant, NaN on both sides)
+    assert np.all(np.isnan(diff[:, 1])) and np.isfinite(diff[:, 2:]).mean() > 0.9
+    assert np.nanmax(diff[:, 2:]) < 5e-6
+    assert np.nanmax(diff[:, 0]) < 0.1
     res = lyap_r(traj.T[3:7, :50], r=20.0)
     assert res.S.dtype == jnp.float32 and np.all(np.asarray(res.status) == Status.OK)
 

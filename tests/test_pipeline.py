@@ -1,6 +1,7 @@
 """LEGCNet end to end on a small data set: results, resume, determinism, edge cases, verify."""
 import json
 import shutil
+import warnings
 
 import jax
 import numpy as np
@@ -8,7 +9,13 @@ import pytest
 
 from jaxprune import pipeline, prune, rundir
 from jaxprune.data import load_dataset
-from jaxprune.pipeline import LegcnetConfig, effective_maxlag, granger_on_le, preset, run
+from jaxprune.pipeline import (
+    LegcnetConfig,
+    effective_maxlag,
+    granger_on_le,
+    preset,
+    run,
+)
 from jaxprune.train import TrainConfig
 from jaxprune.verify import verify_run
 
@@ -56,6 +63,10 @@ def test_results_json_and_report(finished_run):
         assert by["random"]["pruned_per_layer"] == by["legcnet_ft"]["pruned_per_layer"]
         assert by["magnitude_pt"]["pruned_per_layer"] == by["legcnet_pt"]["pruned_per_layer"]
         assert by["dense"]["sparsity"] == 0.0
+        # FT and PT each prune some but not all weights (else the matched baselines and the
+        # equalities below would hold vacuously)
+        for m in ("legcnet_ft", "legcnet_pt"):
+            assert 0 < sum(by[m]["pruned_per_layer"]) < 42 and 0 < by[m]["sparsity"] < 1, m
         dense_flops = by["dense"]["flops"]
         assert by["legcnet_ft"]["flops"] == dense_flops - 2 * sum(by["legcnet_ft"]["pruned_per_layer"])
         # every retrained net is saved: pruned weights exactly 0, curves as long as its epochs
@@ -81,6 +92,8 @@ def test_verify_finds_no_flips_in_parity_mode(finished_run):
     assert report["pvalue_max_rel_diff"] < 1e-6
     assert report["granger_pvalue_max_rel_diff"] < 1e-6  # the kernel alone, on the run's LE
     assert report["decision_flips"] == 0
+    # the differences above cover entries finite on both sides only: none may be one-sided
+    assert report["nan_mismatches"] == 0
     assert all(s["weights_checked"] == 6 for s in report["seeds"])
 
 
@@ -106,6 +119,8 @@ def test_resume_after_kill_gives_identical_masks_and_metrics(finished_run, tmp_p
     b = np.load(part / "seed_1" / "analysis.npz")
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
+    for key in ("mask_legcnet_ft", "mask_legcnet_pt"):
+        assert 0 < a[key].sum() < a[key].size, key
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
     assert strip(resumed["runs"]) == strip(results["runs"])
 
@@ -117,6 +132,8 @@ def test_same_seed_same_masks(finished_run, tmp_path):
     b = np.load(tmp_path / "seed_0" / "analysis.npz")
     for key in ("mask_legcnet_ft", "mask_legcnet_pt", "pmin_legcnet_ft"):
         np.testing.assert_array_equal(a[key], b[key])
+    for key in ("mask_legcnet_ft", "mask_legcnet_pt"):  # non-trivial masks: equality means something
+        assert 0 < a[key].sum() < a[key].size, key
     assert {r["method"] for r in again["runs"]} == {"dense", "legcnet_ft", "legcnet_pt"}
 
 
@@ -194,3 +211,146 @@ def test_granger_stage_is_float64_without_x64():
         want = _statsmodels_min_p(risk.astype(np.float32).astype(np.float64),
                                   le[:, c].astype(np.float64), 4, "ssr_chi2test")
         np.testing.assert_allclose(out.pmin[c], want, rtol=1e-8)
+
+
+def _tampered_copy(out, dst, seed_file, **changes):
+    """A copy of the finished run with some arrays of ``seed_0/<seed_file>`` replaced."""
+    shutil.copytree(out, dst)
+    path = dst / "seed_0" / seed_file
+    arrays = dict(np.load(path))
+    arrays.update(changes)
+    np.savez(path, **arrays)
+    return dst
+
+
+@pytest.mark.timeout(600)
+def test_verify_counts_one_sided_nan_and_cli_exit_code(finished_run, tmp_path):
+    """A run whose sampled LE (or p) went NaN must not pass verify with zero differences."""
+    from jaxprune.cli import main
+
+    out, _ = finished_run
+    dense = np.load(out / "seed_0" / "dense.npz")
+    le = np.array(dense["le"])
+    le[:, np.asarray(dense["sample_idx"])] = np.nan
+    bad_le = _tampered_copy(out, tmp_path / "le", "dense.npz", le=le)
+    rep = verify_run(bad_le, sample=3)
+    assert rep["seeds"][0]["le_nan_mismatches"] == 3 * le.shape[0]
+    assert rep["nan_mismatches"] >= 3 * le.shape[0]
+    assert main(["verify", str(bad_le), "--sample", "3"]) == 1
+
+    analysis = np.load(out / "seed_0" / "analysis.npz")
+    pmin = np.array(analysis["pmin_legcnet_ft"])
+    assert np.isfinite(pmin[np.asarray(dense["sample_idx"])]).all()
+    pmin[np.asarray(dense["sample_idx"])] = np.nan
+    bad_p = _tampered_copy(out, tmp_path / "p", "analysis.npz", pmin_legcnet_ft=pmin)
+    rep = verify_run(bad_p, sample=3)
+    assert rep["seeds"][0]["le_nan_mismatches"] == 0
+    assert rep["seeds"][0]["masks"]["legcnet_ft"]["pvalue_nan_mismatches"] == 3
+    assert rep["nan_mismatches"] == 3 and rep["decision_flips"] == 0
+    assert main(["verify", str(bad_p), "--sample", "3"]) == 1
+
+    # a flipped decision alone also fails the command; the untouched run passes it
+    mask = np.array(analysis["mask_legcnet_ft"])
+    mask[np.asarray(dense["sample_idx"])] ^= True
+    flipped = _tampered_copy(out, tmp_path / "flip", "analysis.npz", mask_legcnet_ft=mask)
+    assert main(["verify", str(flipped), "--sample", "3"]) == 1
+    assert json.loads((flipped / "verify.json").read_text())["decision_flips"] == 3
+    shutil.copytree(out, tmp_path / "ok")
+    assert main(["verify", str(tmp_path / "ok"), "--sample", "3"]) == 0
+
+
+def _statsmodels_lag_p(y, x, maxlag):
+    """statsmodels' ssr_chi2test p per lag 1..maxlag of x -> y: (maxlag,)."""
+    from statsmodels.tsa.stattools import grangercausalitytests
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = grangercausalitytests(np.column_stack([y, x]), maxlag=maxlag)
+    return np.array([res[p][0]["ssr_chi2test"][1] for p in range(1, maxlag + 1)])
+
+
+@pytest.mark.timeout(600)
+def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run):
+    """The analysis stage (Granger on the run's LE series, then the mask) with stationarity=True
+    + holm+bh, and with rounded p-values, against adfuller / grangercausalitytests /
+    multipletests run weight by weight."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.tsa.stattools import adfuller
+
+    out, _ = finished_run
+    dense = np.load(out / "seed_0" / "dense.npz")
+    le, risk = np.asarray(dense["le"], np.float64), np.asarray(dense["risk"], np.float64)
+    _, like = pipeline._init_params(_iris(0), CFG, 0)
+
+    def stationary(u):  # the original notebook: difference once when ADF p > 0.05
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # statsmodels' notice about its return type
+            p = adfuller(u)[1]
+        return np.diff(u) if p > 0.05 else u[1:]
+
+    def stage(cfg):  # what the analysis stage (`analyze_dense`) does for LEGCNet-FT
+        outcome = granger_on_le(le, risk, cfg)
+        return outcome.pmin, prune.flat_keep(pipeline.mask_from_granger(outcome, like, cfg)[0])
+
+    cfg = CFG.replace(stationarity=True, correction=("holm", "bh"))
+    got_p, keep = stage(cfg)
+    n = len(risk)
+    maxlag = effective_maxlag(n - 1, cfg.maxlag)
+    y = stationary(risk)
+    x = np.nan_to_num(le, nan=cfg.nan_fill)
+    lag_p = np.array([_statsmodels_lag_p(y, stationary(x[:, j]), maxlag)
+                      for j in range(x.shape[1])])
+    pmin = lag_p.min(axis=1)
+    np.testing.assert_allclose(got_p, pmin, rtol=1e-6)
+    holm = np.array([multipletests(r, method="holm")[1].min() for r in lag_p])
+    assert np.isfinite(holm).all()  # no untestable weight in this run: all 42 form the family
+    want = multipletests(holm, alpha=cfg.alpha, method="fdr_bh")[1] < cfg.alpha
+    np.testing.assert_array_equal(keep, want)
+    assert 0 < want.sum() < len(want)  # the correction decides something here
+    # without the correction more weights are kept (the correction is really applied)
+    assert (pmin < cfg.alpha).sum() > want.sum()
+
+    cfg = CFG.replace(round_pvalues=2)
+    got_p, keep = stage(cfg)
+    lag_p = np.array([_statsmodels_lag_p(risk, x[:, j], cfg.maxlag) for j in range(x.shape[1])])
+    p_round = np.round(lag_p.min(axis=1), 2)
+    np.testing.assert_allclose(got_p, p_round, atol=1e-12)
+    np.testing.assert_array_equal(keep, p_round < cfg.alpha)
+    # rounding moves a decision here (min p 0.046 -> 0.05: pruned), so it is really applied
+    assert (lag_p.min(axis=1) < cfg.alpha).sum() == (p_round < cfg.alpha).sum() + 1
+
+
+@pytest.mark.timeout(600)
+def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, tmp_path):
+    """A run killed while retraining seed 1's random baseline (its record, saved net and last
+    checkpoint gone, an earlier checkpoint kept) resumes to the same records; resuming with
+    another config is refused before anything runs."""
+    out, results = finished_run
+    part = tmp_path / "part"
+    shutil.copytree(out, part)
+    seed1 = part / "seed_1"
+    (seed1 / "retrain_random.json").unlink()
+    rundir.retrained_path(part, 1, "random").unlink()
+    (part / "results.json").unlink()
+    ckpt = seed1 / "ckpt_retrain_random"
+    steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+    assert len(steps) >= 2  # an earlier epoch's checkpoint is kept: retraining resumes from it
+    shutil.rmtree(ckpt / str(steps[-1]))
+    before = {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")}
+    with pytest.raises(ValueError, match="another config"):
+        run(_iris, CFG.replace(alpha=0.01), [0, 1], part, resume=True)
+    assert not (seed1 / "retrain_random.json").exists()
+    resumed = run(_iris, CFG, [0, 1], part, resume=True, checkpoint_every_s=0.0)
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+
+    assert strip(resumed["runs"]) == strip(results["runs"])
+    # the finished records were reused, not retrained
+    assert {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")
+            if p.name in before} == before
+    a = rundir.load_retrained(out, 1, "random")
+    b = rundir.load_retrained(part, 1, "random")
+    for x, y in zip(a["kernels"], b["kernels"], strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a["train_accuracy_history"], b["train_accuracy_history"])

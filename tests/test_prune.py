@@ -201,18 +201,15 @@ def test_causal_mask_nnx_state():
     ).total
 
 
+@pytest.mark.timeout(60)  # vectorised: ~1 s; a per-weight Python loop would hit the timeout
 def test_causal_mask_mnist_size_is_fast():
-    import time
-
     params = _params((784, 50, 30, 10))
     n = kernel_layout(params).n_weights
     assert n == 41_000
     lag = _lag_pvalues(n, 14, seed=4)
-    t0 = time.perf_counter()
     for corr in ("none", "bonferroni", "holm", "bh", ("holm", "bh")):
         mask, s = prune.causal_mask(None, params, lag_pvalues=lag, correction=corr)
         assert s.pruned_total == int((~_keep(mask)).sum())
-    assert time.perf_counter() - t0 < 10
 
 
 # ------------------------------------------------------------------------------------------
