@@ -33,7 +33,7 @@ from jaxprune import granger as granger_mod
 from jaxprune import lyapunov, metrics, prune, rundir, sharding
 from jaxprune import stationarity
 from jaxprune.models import predict_labels
-from jaxprune.train import TrainConfig, Trainer, load_params, save_metrics
+from jaxprune.train import TrainConfig, Trainer, TrainingDiverged, load_params, save_metrics
 from jaxprune.weights import kernel_layout
 
 METHODS = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")
@@ -374,9 +374,12 @@ def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None 
         checkpoint_every_s=checkpoint_every_s,
     )
     t0 = time.perf_counter()
-    res = trainer.fit(epochs=cfg.retrain_epochs, resume=resume,
-                      target_train_accuracy=cfg.target_accuracy, progress=progress,
-                      progress_desc=desc)
+    try:
+        res = trainer.fit(epochs=cfg.retrain_epochs, resume=resume,
+                          target_train_accuracy=cfg.target_accuracy, progress=progress,
+                          progress_desc=desc)
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"{desc} (retraining): {err}") from None
     record = evaluate_record(trainer, res.params, mask, dataset)
     reached = bool(res.history["reached_target"])
     record.update(
@@ -438,8 +441,11 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
         checkpoint_every_s=checkpoint_every_s,
     )
     t0 = time.perf_counter()
-    res = trainer.fit(resume=resume, on_window=on_window, progress=progress,
-                      progress_desc=f"seed {seed} dense+LE")
+    try:
+        res = trainer.fit(resume=resume, on_window=on_window, progress=progress,
+                          progress_desc=f"seed {seed} dense+LE")
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"seed {seed}, dense stage: {err}") from None
     seconds = time.perf_counter() - t0
     outputs = res.window_outputs
     if outputs is None or len(res.window_end_steps) == 0:
