@@ -606,6 +606,7 @@ def check_window_count(dataset, cfg: LegcnetConfig) -> int:
     from jaxprune.train import steps_per_epoch, window_count
 
     t = cfg.train
+    lyapunov._check_window(t.window, t.stride, cfg.m, cfg.d, cfg.s, cfg.theiler)
     steps = t.epochs * steps_per_epoch(len(dataset.y_train), t.batch_size)
     n = window_count(steps, t.window, t.stride)
     need = 5 + (1 if cfg.stationarity else 0)

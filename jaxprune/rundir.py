@@ -159,10 +159,13 @@ def check_writable(out_dir) -> Path:
     return out_dir
 
 
-def is_used(out_dir, names=RUN_OUTPUTS) -> bool:
+def is_used(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> bool:
+    """Whether `out_dir` holds results of a run: any of `names` but the fingerprint and config
+    (a run stopped before its first stage left nothing to mix up) or a ``seed_K/`` folder."""
     out_dir = Path(out_dir)
-    return out_dir.is_dir() and (any((out_dir / n).exists() for n in names)
-                                 or any(out_dir.glob("seed_*")))
+    skip = {RUN_FILE, "config.json"}
+    return out_dir.is_dir() and (any((out_dir / n).exists() for n in names if n not in skip)
+                                 or (pattern is not None and any(out_dir.glob(pattern))))
 
 
 def clear_run_dir(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> list[str]:
@@ -205,7 +208,7 @@ def check_run_dir(out_dir, fingerprint: dict, *, resume: bool, overwrite: bool,
                 f"{_describe(fingerprint, fields)} now; --resume only continues the same run "
                 "(use a new --out, or --overwrite to replace it)")
         return f"resuming the run in {out_dir} (run.json matches)"
-    if is_used(out_dir, names) and not overwrite:
+    if is_used(out_dir, names, pattern) and not overwrite:
         what = "resume" if resume else "start"
         reason = " (it has no run.json: made by another version or command)" if resume else ""
         raise RunDirError(

@@ -541,12 +541,16 @@ class Trainer:
             restored = ckpt.restore_latest(state, store)
             if restored is not None:
                 state, store, history, start_epoch = restored
+        # a checkpoint saved when the target was reached ends the run: resuming must not train on
+        reached = (target_train_accuracy is not None and bool(history["train_accuracy"])
+                   and history["train_accuracy"][-1] >= target_train_accuracy)
+        last_epoch = start_epoch if reached else epochs
         traj = self._open_trajectory(epochs, start_epoch * self.steps_per_epoch if resume else 0)
         bar = _progress(epochs, start_epoch, progress, progress_desc)
         epoch = start_epoch
         last_save = time.perf_counter()
         try:
-            for epoch in range(start_epoch, epochs):
+            for epoch in range(start_epoch, last_epoch):
                 t0 = time.perf_counter()
                 state, out = self.run_epoch(state, epoch)
                 wins = self.windows_of(out, store.count)
@@ -580,7 +584,7 @@ class Trainer:
                     epoch += 1
                     break
             else:
-                epoch = epochs
+                epoch = last_epoch
         finally:
             if bar is not None:
                 bar.close()
