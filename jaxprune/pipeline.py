@@ -21,6 +21,7 @@ killed run resumes to identical masks and metrics.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -410,10 +411,12 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
                 checkpoint_every_s: float = 30.0, digest: str | None = None) -> dict:
     """Stage 1: dense training with the Lyapunov kernel inside the epoch; writes dense.npz.
 
-    digest: the run's fingerprint digest, stored in dense.npz (``run_digest``); on resume a
-    dense.npz or checkpoint of another run is never reused."""
+    digest: the stage's digest (`dense_stage_digest`), stored in dense.npz (``run_digest``): a
+    dense.npz with this digest is reused (it was computed from the same inputs, e.g. copied by
+    ``run(reuse_dense_from=...)``); one with another digest, or its checkpoints, never is.
+    Without a digest, a dense.npz is reused only when `resume`."""
     out = seed_dir / "dense.npz"
-    if resume and out.exists():
+    if out.exists() and (resume or digest is not None):
         saved = rundir.load_npz(out)
         if digest is None or rundir.stage_digest_ok(saved, digest):
             return saved
@@ -512,13 +515,28 @@ def _save_analysis(path: Path, analysis: dict) -> None:
     _save_npz(path, **arrays)
 
 
+def dense_stage_digest(cfg: LegcnetConfig, dataset, seed: int) -> str:
+    """sha256 of everything stage 1 depends on: the training config and seed, the Lyapunov
+    settings, the verify sample size, the data arrays and the package version (not the
+    analysis settings: runs that differ only there share their dense stage)."""
+    import hashlib
+
+    from jaxprune import __version__
+
+    key = {"train": cfg.train.replace(seed=int(seed)).to_dict(), "le_mode": cfg.le_mode,
+           "m": cfg.m, "d": cfg.d, "theiler": cfg.theiler, "s": cfg.s, "r": cfg.r,
+           "quantize": cfg.quantize, "verify_sample": cfg.verify_sample,
+           "data_sha256": rundir.data_digest(dataset), "version": __version__}
+    return hashlib.sha256(json.dumps(rundir.json_safe(key), sort_keys=True).encode()).hexdigest()
+
+
 def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: bool = False,
              progress: bool = False, checkpoint_every_s: float = 30.0,
              digest: str | None = None) -> dict:
     """Dense -> analysis -> retraining for one seed; returns the seed's records and summaries.
 
-    digest: the run's fingerprint digest; stage files carry it and one without it (another
-    run's) is recomputed on resume."""
+    digest: the run's fingerprint digest; the retraining records carry it and one without it
+    (another run's) is recomputed on resume. The dense stage carries `dense_stage_digest`."""
     seed_dir = Path(out_dir) / f"seed_{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
     timings = _json_load(seed_dir / "timings.json") or {}
@@ -532,7 +550,8 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
 
     t0 = time.perf_counter()
     dense = train_dense(dataset, cfg, seed, seed_dir, resume=resume, progress=progress,
-                        on_pt=on_pt, checkpoint_every_s=checkpoint_every_s, digest=digest)
+                        on_pt=on_pt, checkpoint_every_s=checkpoint_every_s,
+                        digest=None if digest is None else dense_stage_digest(cfg, dataset, seed))
     timings.setdefault("train_and_le", float(dense["seconds"]))
     _, params_like = _init_params(dataset, cfg, seed)
     analysis = analyze_dense(dense, params_like, cfg, seed)
@@ -600,6 +619,18 @@ def _init_params(dataset, cfg: LegcnetConfig, seed: int):
 
 
 # ------------------------------------------------------------------------------ many seeds
+def _reuse_dense(src_dir: Path, out_dir: Path, seed: int, digest: str) -> None:
+    import shutil
+
+    src = rundir.seed_dir(src_dir, seed) / "dense.npz"
+    dst = rundir.seed_dir(out_dir, seed) / "dense.npz"
+    if dst.exists() or not src.exists():
+        return
+    if rundir.stage_digest_ok(rundir.load_npz(src, keys=("run_digest",)), digest):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
 def check_window_count(dataset, cfg: LegcnetConfig) -> int:
     """The dense run's window count, or a ValueError when too few for a Granger test (checked
     before any training: a tiny data set would otherwise train to nothing)."""
@@ -623,14 +654,16 @@ def check_window_count(dataset, cfg: LegcnetConfig) -> int:
 
 def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: bool = False,
         overwrite: bool = False, progress: bool = False, checkpoint_every_s: float = 30.0,
-        log: Callable[[str], None] | None = None) -> dict:
+        log: Callable[[str], None] | None = None, reuse_dense_from=None) -> dict:
     """The whole pipeline over seeds; writes ``results.json`` and ``report.md`` into out_dir.
 
     The data split follows each seed too when `dataset` is a callable ``seed -> Dataset``.
     ``run.json`` (the fingerprint: config, seeds, data digest, version) is written first;
     `resume` continues only the same run, and a used out_dir is refused unless `overwrite`,
     which deletes its stages and every ``seed_K/`` first (`rundir.check_run_dir`). `log` gets
-    a one-line note of which of these happened.
+    a one-line note of which of these happened. `reuse_dense_from`: another run directory whose
+    ``seed_K/dense.npz`` is copied in when its stage digest says it was computed from the same
+    inputs (e.g. the same training with another layer filter).
     """
     seeds = [int(s) for s in seeds]
     if not seeds or any(s < 0 for s in seeds):
@@ -650,6 +683,8 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
     per_seed = []
     for seed in seeds:
         data = dataset(seed) if callable(dataset) else dataset
+        if reuse_dense_from is not None:
+            _reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
         per_seed.append(run_seed(data, cfg, seed, out_dir, resume=resume, progress=progress,
                                  checkpoint_every_s=checkpoint_every_s,
                                  digest=fingerprint["digest"]))
