@@ -59,7 +59,15 @@ def test_run_json_is_written_and_results_are_strict_json(base_run):
     fp = _strict_json(base_run / "run.json")
     assert fp["config"]["train"]["epochs"] == 12 and fp["seeds"] == [0]
     assert fp["dataset"] == "iris" and len(fp["data_sha256"]) == 64 and fp["version"]
-    assert fp["digest"] == rundir.load_dense(base_run, 0, keys=("run_digest",))["run_digest"]
+    # stage files carry digests: the run's on the retraining records, the dense stage's own
+    # (training and LE inputs only) on dense.npz
+    assert json.loads((base_run / "seed_0" / "retrain_dense.json").read_text())["run_digest"] \
+        == fp["digest"]
+    from jaxprune.pipeline import LegcnetConfig, dense_stage_digest
+
+    cfg = LegcnetConfig.from_dict(fp["config"])
+    assert str(rundir.load_dense(base_run, 0, keys=("run_digest",))["run_digest"]) \
+        == dense_stage_digest(cfg, load_dataset("iris", seed=0), 0)
     for name in ("results.json", "config.json", "seed_0/retrain_dense.json",
                  "seed_0/timings.json"):
         _strict_json(base_run / name)
