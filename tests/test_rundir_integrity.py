@@ -362,3 +362,16 @@ def test_csv_flags_reach_load_csv(tmp_path):
                  "--batch-size", "8", "--window", "3", "--stride", "2", "--no-progress",
                  "--out", str(out)]) == 0
     assert _strict_json(out / "metrics.json")["n_weights"] == 2 * 3 + 3 * 2
+
+
+def test_dense_stage_is_shared_only_with_the_same_training(base_run, tmp_path):
+    from jaxprune.pipeline import LegcnetConfig, _reuse_dense, dense_stage_digest
+
+    cfg = LegcnetConfig.from_dict(_strict_json(base_run / "run.json")["config"])
+    data = load_dataset("iris", seed=0)
+    other_analysis = cfg.replace(layers=(-1,), alpha=0.01)  # same training: shared
+    _reuse_dense(base_run, tmp_path / "a", 0, dense_stage_digest(other_analysis, data, 0))
+    assert (tmp_path / "a" / "seed_0" / "dense.npz").exists()
+    other_training = cfg.replace(train=cfg.train.replace(learning_rate=0.2))
+    _reuse_dense(base_run, tmp_path / "b", 0, dense_stage_digest(other_training, data, 0))
+    assert not (tmp_path / "b" / "seed_0" / "dense.npz").exists()
