@@ -24,13 +24,13 @@ def prune_artifacts(run_dir) -> None:
 
 
 def run_study(name: str, dataset_fn, cfg: pipeline.LegcnetConfig, seeds, out_dir, *,
-              artifacts: bool = True, resume: bool = False, log=print) -> dict:
+              artifacts: bool = True, resume: bool = False, log=print, **run_kwargs) -> dict:
     """pipeline.run (which also saves the retrained nets) -> report with analyses and figures.
     Returns a summary with the results, the analyses and the wall time."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     results = pipeline.run(dataset_fn, cfg, seeds, out_dir, resume=resume,
-                           checkpoint_every_s=1e9)
+                           checkpoint_every_s=1e9, **run_kwargs)
     t_pipe = time.perf_counter() - t0
     extras = report.analyse_run(out_dir, results)
     (out_dir / "report.md").write_text(report.render(results, out_dir, extras=extras))

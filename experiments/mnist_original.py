@@ -17,7 +17,6 @@ epochs of 383 steps on 49,000 training images) wants a GPU.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -65,19 +64,15 @@ def main(argv=None) -> int:
     ds = lambda seed: load_dataset(name, seed=seed)  # noqa: E731
     t0 = time.perf_counter()
     studies = [common.run_study(f"{name} all weights", ds, cfg, seeds, out / "all_weights",
-                                artifacts=True, resume=args.resume)]
+                                artifacts=True, resume=args.resume, overwrite=not args.resume)]
     if not args.skip_last_two:
-        # Reuse the dense stage (dense.npz) of every seed: pipeline.run resumes past it.
+        # Reuse the dense stage (dense.npz) of every seed: the training is the same.
         sub = out / "last_two_layers"
-        for s in seeds:
-            (sub / f"seed_{s}").mkdir(parents=True, exist_ok=True)
-            src = out / "all_weights" / f"seed_{s}" / "dense.npz"
-            dst = sub / f"seed_{s}" / "dense.npz"
-            if not dst.exists():
-                shutil.copyfile(src, dst)
         cfg2 = cfg.replace(layers=tuple(CONFIG["last_two_layers"]))
         studies.append(common.run_study(f"{name} last two layers", ds, cfg2, seeds, sub,
-                                        artifacts=True, resume=True))
+                                        artifacts=True, resume=args.resume,
+                                        overwrite=not args.resume,
+                                        reuse_dense_from=out / "all_weights"))
     if args.no_artifacts:
         for st in studies:
             common.prune_artifacts(st["out"])

@@ -144,7 +144,8 @@ def main(argv=None) -> int:
         cfg = config_for(name, args.quick)
         sub = out / (Path(name[4:]).stem if name.startswith("csv:") else name)
         summaries.append(common.run_study(name, ds, cfg, seeds, sub,
-                                          artifacts=not args.no_artifacts, resume=args.resume))
+                                          artifacts=not args.no_artifacts, resume=args.resume,
+                                          overwrite=not args.resume))
     if names:
         notes.append(f"Wall time {time.perf_counter() - t0:.0f} s for {len(names)} data sets x "
                      f"{n_seeds} seeds ({'quick' if args.quick else 'full'} config) on "

@@ -6,7 +6,6 @@ write JSON next to the checkpoints.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,35 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="TFDS data dir for --dataset mnist")
     p.add_argument("--download", action="store_true",
                    help="allow downloading a data set that is not on disk (needs internet)")
+    p.add_argument("--csv-delimiter", default=None,
+                   help="csv: data sets: field separator, one character (default ,)")
+    p.add_argument("--csv-label-column", default=None,
+                   help="csv: data sets: label column index (0 first, -1 last) or header name "
+                   "(default 0)")
+    p.add_argument("--csv-header", action=argparse.BooleanOptionalAction, default=None,
+                   help="csv: data sets: the first row is (not) a header (default: detected)")
+
+
+def _csv_options(args) -> dict:
+    """The load_csv options given on the command line; an error for a non-csv data set."""
+    opts = {}
+    if args.csv_delimiter is not None:
+        opts["delimiter"] = args.csv_delimiter.replace("\\t", "\t")
+    if args.csv_label_column is not None:
+        col = args.csv_label_column
+        opts["label_column"] = int(col) if col.lstrip("-").isdigit() else col
+    if args.csv_header is not None:
+        opts["header"] = args.csv_header
+    if opts and not args.dataset.startswith("csv:"):
+        raise ValueError(f"--csv-* options apply to csv:PATH data sets, not {args.dataset!r}")
+    return opts
+
+
+def _load(args, seed: int):
+    from jaxprune.data import load_dataset
+
+    return load_dataset(args.dataset, seed=seed, data_dir=args.data_dir, download=args.download,
+                        **_csv_options(args))
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -78,16 +106,26 @@ def _enable_x64_for(le_mode: str) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+# What `jaxprune train` writes; --overwrite removes these.
+TRAIN_OUTPUTS = ("run.json", "metrics.json", "windows.npz", "params.npz", "trajectory.npy",
+                 "checkpoints", "analysis.npz", "analysis.json")
+
+
 def _cmd_train(args) -> int:
-    from jaxprune.data import load_dataset
+    from jaxprune import rundir
     from jaxprune.distributed import process_out_dir
     from jaxprune.train import Trainer, save_metrics, save_params
 
     config = _config_from_args(args)
-    out = process_out_dir(args.out)  # process i > 0 of several: OUT.process<i>
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(args.dataset, seed=config.seed, data_dir=args.data_dir,
-                        download=args.download)
+    out = rundir.check_writable(process_out_dir(args.out))  # process i > 0: OUT.process<i>
+    data = _load(args, config.seed)
+    # epochs is left out: `--resume --epochs N` extends a run to what an uninterrupted N-epoch
+    # run gives; every other setting must match the checkpoints'.
+    fp_config = {k: v for k, v in config.to_dict().items() if k != "epochs"}
+    fp_config["le_mode"] = args.le_mode
+    fingerprint = rundir.make_fingerprint(fp_config, [config.seed], data, kind="train")
+    print(rundir.check_run_dir(out, fingerprint, resume=args.resume, overwrite=args.overwrite,
+                               names=TRAIN_OUTPUTS, pattern=None), flush=True)
     print(f"{data!r}\nconfig: {config}", flush=True)
     window_fn = None
     if args.le_mode != "none":
@@ -157,8 +195,11 @@ def _legcnet_config(args, base):
 
 
 def _cmd_run(args) -> int:
-    from jaxprune.data import load_dataset
+    from jaxprune import rundir
     from jaxprune.pipeline import preset, run
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1 (the number of seeds 0..K-1), got {args.seeds}")
 
     cfg = preset(args.dataset, quick=args.quick)
     train_changes = {
@@ -170,14 +211,15 @@ def _cmd_run(args) -> int:
     cfg = cfg.replace(train=cfg.train.replace(
         **{k: v for k, v in train_changes.items() if v is not None}))
     cfg = _legcnet_config(args, cfg)
+    rundir.check_writable(args.out)  # before any compute
     _enable_x64_for(cfg.le_mode)
-    load = lambda seed: load_dataset(args.dataset, seed=seed, data_dir=args.data_dir,  # noqa: E731
-                                     download=args.download)
+    load = lambda seed: _load(args, seed)  # noqa: E731
     load(0)  # fail fast on a missing or malformed data set
     print(f"config: {cfg}", flush=True)
     t0 = time.perf_counter()
     results = run(load, cfg, range(args.seeds), args.out, resume=args.resume,
-                  progress=not args.no_progress)
+                  overwrite=args.overwrite, progress=not args.no_progress,
+                  log=lambda note: print(note, flush=True))
     from jaxprune.report import summary_table
 
     for row in summary_table(results["runs"]):
@@ -203,10 +245,13 @@ def _cmd_analyze(args) -> int:
 
 
 def _cmd_verify(args) -> int:
+    from jaxprune.rundir import write_json
     from jaxprune.verify import verify_run
 
+    if args.sample is not None and args.sample < 1:
+        raise ValueError(f"--sample must be >= 1 weights per seed, got {args.sample}")
     report = verify_run(args.run_dir, sample=args.sample, seed=args.seed)
-    (Path(args.run_dir) / "verify.json").write_text(json.dumps(report, indent=2))
+    write_json(Path(args.run_dir) / "verify.json", report)
     print(f"LE max |diff| vs the NumPy loop: {report['le_max_abs_diff']:.3g} "
           f"({report['le_mode']} mode); p-value max rel diff vs statsmodels: "
           f"{report['pvalue_max_rel_diff']:.3g} end to end, "
@@ -257,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     _add_train_flags(p)
     p.add_argument("--out", required=True, help="output directory (metrics.json, checkpoints/)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint (same settings; --epochs may grow)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (its files are deleted first)")
     p.add_argument("--keep-trajectory", action="store_true",
                    help="also write the full trajectory to OUT/trajectory.npy (memory-mapped)")
     p.add_argument("--le-mode", choices=("none", "parity", "fast"), default="none",
@@ -280,7 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quick", action="store_true",
                    help="a short run (minutes on a 2-core CPU): fewer epochs, fast LE mode")
-    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out (refused unless run.json matches)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out: its stages and every seed_K/ are "
+                   "deleted first")
     p.add_argument("--target-accuracy", type=float, default=None,
                    help="retraining stops at this training accuracy (default: the data set's)")
     p.add_argument("--max-retrain-epochs", type=int, default=None)
@@ -309,9 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--layers -2,-1`` -> ``--layers=-2,-1``: argparse takes a value starting with '-' that
+    is not a plain number for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--layers", "--csv-label-column") and i + 1 < len(argv) \
+                and argv[i + 1].startswith("-") and argv[i + 1][1:2].isdigit():
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -253,7 +253,8 @@ def split_indices(
 
 
 def scale_features(
-    x_train: np.ndarray, x_test: np.ndarray, scaling: str, *, pixel_max: float = 255.0
+    x_train: np.ndarray, x_test: np.ndarray, scaling: str, *, pixel_max: float = 255.0,
+    feature_names=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale features with statistics of the training split only.
 
@@ -264,6 +265,11 @@ def scale_features(
             ``"standard"`` (subtract the training mean, divide by the training std),
             ``"minmax"`` (map the training min..max to 0..1) or ``"none"``.
         pixel_max: the largest possible pixel value (255 for MNIST, 16 for ``digits``).
+        feature_names: names for the error message, else 1-based feature numbers.
+
+    Raises:
+        ValueError: a scaling statistic (mean, std, min..max range) overflows for a column
+            (values near 1e300): it would scale the feature to all zeros silently.
 
     Returns:
         ``(x_train, x_test)`` float32 of the same shapes. Constant training features are
@@ -277,12 +283,23 @@ def scale_features(
     if scaling == "pixel":
         shift, scale = 0.0, float(pixel_max)
     elif scaling == "standard":
-        shift, scale = x_train.mean(axis=0), x_train.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            shift, scale = x_train.mean(axis=0), x_train.std(axis=0)
     elif scaling == "minmax":
         shift = x_train.min(axis=0)
-        scale = x_train.max(axis=0) - shift
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = x_train.max(axis=0) - shift
     else:
         shift, scale = 0.0, 1.0
+    bad = ~(np.isfinite(shift) & np.isfinite(scale))
+    if np.any(bad):
+        j = int(np.flatnonzero(np.atleast_1d(bad))[0])
+        name = (feature_names[j] if feature_names is not None
+                else f"feature {j + 1} (counting the non-label columns)")
+        raise ValueError(
+            f"{scaling} scaling of column {name!r} is not finite (its training "
+            f"{'mean/std' if scaling == 'standard' else 'range'} overflows float64: values up to "
+            f"{np.max(np.abs(x_train[:, j])):.3g}); rescale that column or use another scaling")
     if np.ndim(scale):
         scale = np.where(scale > 0, scale, 1.0)
     return (
@@ -307,7 +324,8 @@ def _make_dataset(
 ) -> Dataset:
     """Shuffle, split and scale one pool of examples ``x`` ``(n, d)``, ``y`` ``(n,)``."""
     train_idx, test_idx = split_indices(len(y), test_fraction, seed, y if stratify else None)
-    x_train, x_test = scale_features(x[train_idx], x[test_idx], scaling, pixel_max=pixel_max)
+    x_train, x_test = scale_features(x[train_idx], x[test_idx], scaling, pixel_max=pixel_max,
+                                     feature_names=feature_names)
     return Dataset(
         x_train=x_train,
         y_train=y[train_idx],
@@ -597,6 +615,12 @@ def _read_csv_rows(path, delimiter: str, header, label_column):
             value = _parse_float(cell)
             if numeric_labels is None:
                 numeric_labels = value is not None
+            if not numeric_labels and value is not None:
+                raise DataFormatError(
+                    path, line, f"numeric label {cell!r} among text labels (the first data "
+                    "row's label is text): labels must be all numbers or all text",
+                    column=label_col + 1,
+                )
             if numeric_labels:
                 if value is None:
                     raise DataFormatError(
@@ -663,10 +687,22 @@ def _class_table(labels, numeric: bool):
 def _read_csv(path, *, label_column, header, delimiter):
     """Parse a CSV into ``x`` ``(n, d)`` float64, ``y`` ``(n,)`` int64, feature and class names."""
     path = Path(path)
+    if path.is_dir():
+        raise DataFormatError(path, None, "is a directory, not a CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
     if not delimiter or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    try:
+        return _read_csv_utf8(path, label_column=label_column, header=header,
+                              delimiter=delimiter)
+    except UnicodeDecodeError as err:
+        raise DataFormatError(
+            path, None, f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start}); re-save it as UTF-8") from err
+
+
+def _read_csv_utf8(path, *, label_column, header, delimiter):
     first = _peek_first_row(path, delimiter)
     arr = None
     if first is not None and len(first) >= 2 and not isinstance(label_column, str):

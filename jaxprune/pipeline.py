@@ -34,7 +34,7 @@ from jaxprune import granger as granger_mod
 from jaxprune import distributed, lyapunov, metrics, prune, rundir, sharding
 from jaxprune import stationarity
 from jaxprune.models import predict_labels
-from jaxprune.train import TrainConfig, Trainer, load_params, save_metrics
+from jaxprune.train import TrainConfig, Trainer, TrainingDiverged, load_params, save_metrics
 from jaxprune.weights import kernel_layout
 
 METHODS = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")
@@ -102,6 +102,20 @@ class LegcnetConfig:
                 raise ValueError(f"baselines_for takes legcnet_ft / legcnet_pt, got {b!r}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+            n_layers = len(self.train.hidden) + 1
+            if not self.layers:
+                raise ValueError("layers is empty: name at least one layer (or omit it for all)")
+            bad = [i for i in self.layers if not -n_layers <= i < n_layers]
+            if bad:
+                raise ValueError(f"layers {bad} out of range: the net has {n_layers} weight "
+                                 f"layers (0..{n_layers - 1}, or -{n_layers}..-1)")
+        if self.round_pvalues is not None and int(self.round_pvalues) < 0:
+            raise ValueError(f"round_pvalues must be >= 0 decimals, got {self.round_pvalues}")
+        if not 0 < self.target_accuracy <= 1:
+            raise ValueError(f"target_accuracy must lie in (0, 1], got {self.target_accuracy}")
+        if self.max_retrain_epochs is not None and int(self.max_retrain_epochs) < 1:
+            raise ValueError(f"max_retrain_epochs must be >= 1, got {self.max_retrain_epochs}")
+        prune._parse_correction(self.correction)  # an unknown name fails here, before training
 
     @property
     def retrain_epochs(self) -> int:
@@ -361,9 +375,12 @@ def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None 
         checkpoint_every_s=checkpoint_every_s,
     )
     t0 = time.perf_counter()
-    res = trainer.fit(epochs=cfg.retrain_epochs, resume=resume,
-                      target_train_accuracy=cfg.target_accuracy, progress=progress,
-                      progress_desc=desc)
+    try:
+        res = trainer.fit(epochs=cfg.retrain_epochs, resume=resume,
+                          target_train_accuracy=cfg.target_accuracy, progress=progress,
+                          progress_desc=desc)
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"{desc} (retraining): {err}") from None
     record = evaluate_record(trainer, res.params, mask, dataset)
     reached = bool(res.history["reached_target"])
     record.update(
@@ -380,7 +397,7 @@ def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None 
 
 # ------------------------------------------------------------------------------ one seed
 def _json_load(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
+    return rundir.read_json(path)  # None when missing; an error naming a corrupt file
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -391,11 +408,23 @@ def _save_npz(path: Path, **arrays) -> None:
 
 def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resume: bool,
                 progress: bool, on_pt: Callable | None = None,
-                checkpoint_every_s: float = 30.0) -> dict:
-    """Stage 1: dense training with the Lyapunov kernel inside the epoch; writes dense.npz."""
+                checkpoint_every_s: float = 30.0, digest: str | None = None) -> dict:
+    """Stage 1: dense training with the Lyapunov kernel inside the epoch; writes dense.npz.
+
+    digest: the stage's digest (`dense_stage_digest`), stored in dense.npz (``run_digest``): a
+    dense.npz with this digest is reused (it was computed from the same inputs, e.g. copied by
+    ``run(reuse_dense_from=...)``); one with another digest, or its checkpoints, never is.
+    Without a digest, a dense.npz is reused only when `resume`."""
     out = seed_dir / "dense.npz"
-    if resume and out.exists():
-        return dict(np.load(out))
+    if out.exists() and (resume or digest is not None):
+        saved = rundir.load_npz(out)
+        if digest is None or rundir.stage_digest_ok(saved, digest):
+            return saved
+        resume = False  # another run's stage: recompute it from scratch
+    if not resume and (seed_dir / "ckpt_train").exists():
+        import shutil
+
+        shutil.rmtree(seed_dir / "ckpt_train")  # a fresh stage never continues old checkpoints
     tcfg = cfg.train.replace(seed=seed)
     probe = Trainer(tcfg, dataset.x_train[:1], dataset.y_train[:1], n_classes=dataset.n_classes)
     sample = verify_sample_indices(probe.n_weights, cfg.verify_sample, seed)
@@ -415,8 +444,11 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
         checkpoint_every_s=checkpoint_every_s,
     )
     t0 = time.perf_counter()
-    res = trainer.fit(resume=resume, on_window=on_window, progress=progress,
-                      progress_desc=f"seed {seed} dense+LE")
+    try:
+        res = trainer.fit(resume=resume, on_window=on_window, progress=progress,
+                          progress_desc=f"seed {seed} dense+LE")
+    except TrainingDiverged as err:
+        raise TrainingDiverged(f"seed {seed}, dense stage: {err}") from None
     seconds = time.perf_counter() - t0
     outputs = res.window_outputs
     if outputs is None or len(res.window_end_steps) == 0:
@@ -439,6 +471,8 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
         **{f"init_{i}": a for i, a in enumerate(flat_init)},
         **{f"params_{i}": a for i, a in enumerate(flat_params)},
     )
+    if digest is not None:
+        arrays["run_digest"] = np.asarray(digest)
     _save_npz(out, **arrays)
     return arrays
 
@@ -481,9 +515,28 @@ def _save_analysis(path: Path, analysis: dict) -> None:
     _save_npz(path, **arrays)
 
 
+def dense_stage_digest(cfg: LegcnetConfig, dataset, seed: int) -> str:
+    """sha256 of everything stage 1 depends on: the training config and seed, the Lyapunov
+    settings, the verify sample size, the data arrays and the package version (not the
+    analysis settings: runs that differ only there share their dense stage)."""
+    import hashlib
+
+    from jaxprune import __version__
+
+    key = {"train": cfg.train.replace(seed=int(seed)).to_dict(), "le_mode": cfg.le_mode,
+           "m": cfg.m, "d": cfg.d, "theiler": cfg.theiler, "s": cfg.s, "r": cfg.r,
+           "quantize": cfg.quantize, "verify_sample": cfg.verify_sample,
+           "data_sha256": rundir.data_digest(dataset), "version": __version__}
+    return hashlib.sha256(json.dumps(rundir.json_safe(key), sort_keys=True).encode()).hexdigest()
+
+
 def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: bool = False,
-             progress: bool = False, checkpoint_every_s: float = 30.0) -> dict:
-    """Dense -> analysis -> retraining for one seed; returns the seed's records and summaries."""
+             progress: bool = False, checkpoint_every_s: float = 30.0,
+             digest: str | None = None) -> dict:
+    """Dense -> analysis -> retraining for one seed; returns the seed's records and summaries.
+
+    digest: the run's fingerprint digest; the retraining records carry it and one without it
+    (another run's) is recomputed on resume. The dense stage carries `dense_stage_digest`."""
     seed_dir = Path(out_dir) / f"seed_{seed}"
     seed_dir.mkdir(parents=True, exist_ok=True)
     timings = _json_load(seed_dir / "timings.json") or {}
@@ -497,7 +550,8 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
 
     t0 = time.perf_counter()
     dense = train_dense(dataset, cfg, seed, seed_dir, resume=resume, progress=progress,
-                        on_pt=on_pt, checkpoint_every_s=checkpoint_every_s)
+                        on_pt=on_pt, checkpoint_every_s=checkpoint_every_s,
+                        digest=None if digest is None else dense_stage_digest(cfg, dataset, seed))
     timings.setdefault("train_and_le", float(dense["seconds"]))
     _, params_like = _init_params(dataset, cfg, seed)
     analysis = analyze_dense(dense, params_like, cfg, seed)
@@ -509,6 +563,8 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
     for name, mask in analysis["masks"].items():
         rec_path = seed_dir / f"retrain_{name}.json"
         rec = _json_load(rec_path) if resume else None
+        if rec is not None and digest is not None and rec.pop("run_digest", None) != digest:
+            rec = None  # another run's record
         if rec is None or not rundir.retrained_path(out_dir, seed, name).exists():
             rec, params, history = retrain(
                 dataset, cfg, init_params, mask, seed=seed,
@@ -522,10 +578,10 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
             rec.update(method=method, seed=seed, name=name,
                        matched_to=("legcnet_pt" if name.endswith("_pt") else "legcnet_ft")
                        if baseline else None)
-            rec_path.write_text(json.dumps(rec, indent=2))
+            rundir.write_json(rec_path, {**rec, "run_digest": digest} if digest else rec)
         records.append(rec)
     timings["retrain"] = float(sum(r["seconds"] for r in records))
-    (seed_dir / "timings.json").write_text(json.dumps(timings, indent=2))
+    rundir.write_json(seed_dir / "timings.json", timings)
 
     dense_rec = next(r for r in records if r["method"] == "dense")
     dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
@@ -563,30 +619,76 @@ def _init_params(dataset, cfg: LegcnetConfig, seed: int):
 
 
 # ------------------------------------------------------------------------------ many seeds
+def _reuse_dense(src_dir: Path, out_dir: Path, seed: int, digest: str) -> None:
+    import shutil
+
+    src = rundir.seed_dir(src_dir, seed) / "dense.npz"
+    dst = rundir.seed_dir(out_dir, seed) / "dense.npz"
+    if dst.exists() or not src.exists():
+        return
+    if rundir.stage_digest_ok(rundir.load_npz(src, keys=("run_digest",)), digest):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def check_window_count(dataset, cfg: LegcnetConfig) -> int:
+    """The dense run's window count, or a ValueError when too few for a Granger test (checked
+    before any training: a tiny data set would otherwise train to nothing)."""
+    from jaxprune.train import steps_per_epoch, window_count
+
+    t = cfg.train
+    lyapunov._check_window(t.window, t.stride, cfg.m, cfg.d, cfg.s, cfg.theiler)
+    steps = t.epochs * steps_per_epoch(len(dataset.y_train), t.batch_size)
+    n = window_count(steps, t.window, t.stride)
+    need = 5 + (1 if cfg.stationarity else 0)
+    if len(dataset.y_test) == 0:
+        raise ValueError(f"{dataset.name}: the test split is empty ({len(dataset.y_train)} "
+                         "training examples in all); the data set is too small")
+    if n < need:
+        raise ValueError(
+            f"{dataset.name}: {t.epochs} epochs x {steps_per_epoch(len(dataset.y_train), t.batch_size)}"
+            f" steps = {steps} steps give {n} windows of {t.window} (stride {t.stride}); a "
+            f"Granger test needs >= {need}: train longer, use more data or a shorter --window")
+    return n
+
+
 def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: bool = False,
-        progress: bool = False, checkpoint_every_s: float = 30.0) -> dict:
+        overwrite: bool = False, progress: bool = False, checkpoint_every_s: float = 30.0,
+        log: Callable[[str], None] | None = None, reuse_dense_from=None) -> dict:
     """The whole pipeline over seeds; writes ``results.json`` and ``report.md`` into out_dir.
 
     The data split follows each seed too when `dataset` is a callable ``seed -> Dataset``.
+    ``run.json`` (the fingerprint: config, seeds, data digest, version) is written first;
+    `resume` continues only the same run, and a used out_dir is refused unless `overwrite`,
+    which deletes its stages and every ``seed_K/`` first (`rundir.check_run_dir`). `log` gets
+    a one-line note of which of these happened. `reuse_dense_from`: another run directory whose
+    ``seed_K/dense.npz`` is copied in when its stage digest says it was computed from the same
+    inputs (e.g. the same training with another layer filter).
     """
+    seeds = [int(s) for s in seeds]
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds}")
+    first = dataset(seeds[0]) if callable(dataset) else dataset
+    check_window_count(first, cfg)
+    fingerprint = rundir.make_fingerprint(cfg.to_dict(), seeds, first)
+    # multi-process: only process 0 writes out_dir; the others their own sibling directory
+    out_dir = distributed.process_out_dir(Path(out_dir))
+    note = rundir.check_run_dir(out_dir, fingerprint, resume=resume, overwrite=overwrite)
+    if log is not None:
+        log(note)
     if cfg.le_mode == "parity" and not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)  # parity mode is float64
-    # multi-process: only process 0 writes out_dir; the others their own sibling directory
-    out_dir = distributed.process_out_dir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / "config.json"
-    if resume and config_path.exists():
-        saved = json.loads(config_path.read_text())["config"]
-        if saved != json.loads(json.dumps(cfg.to_dict())):
-            raise ValueError(f"{out_dir} holds a run with another config; use a new --out")
-    seeds = [int(s) for s in seeds]
-    config_path.write_text(json.dumps({"config": cfg.to_dict(), "seeds": seeds}, indent=2))
+    rundir.write_json(out_dir / "config.json", {"config": cfg.to_dict(), "seeds": seeds})
     per_seed = []
     for seed in seeds:
         data = dataset(seed) if callable(dataset) else dataset
+        if reuse_dense_from is not None:
+            _reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
         per_seed.append(run_seed(data, cfg, seed, out_dir, resume=resume, progress=progress,
-                                 checkpoint_every_s=checkpoint_every_s))
-    first = dataset(seeds[0]) if callable(dataset) else dataset
+                                 checkpoint_every_s=checkpoint_every_s,
+                                 digest=fingerprint["digest"]))
     results = {
         "dataset": first.name,
         "config": cfg.to_dict(),
@@ -619,17 +721,21 @@ def analyze_train_dir(run_dir, make_config: Callable[[LegcnetConfig], LegcnetCon
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
         raise FileNotFoundError(f"{run_dir} holds no metrics.json: not a `jaxprune train` directory")
-    meta = json.loads(metrics_path.read_text())
+    meta = rundir.read_json(metrics_path)
     tcfg = TrainConfig(**meta["config"])
     cfg = LegcnetConfig(train=tcfg)
     cfg = make_config(cfg) if make_config is not None else cfg
     if cfg.le_mode == "parity":
         jax.config.update("jax_enable_x64", True)
-    windows = np.load(run_dir / "windows.npz")
+    windows = rundir.load_npz(run_dir / "windows.npz")
+    if windows is None:
+        raise FileNotFoundError(f"{run_dir} holds no windows.npz: not a finished `jaxprune train`")
     risk = np.asarray(windows["risk"])
     data = load_dataset(meta["dataset"], seed=tcfg.seed)
     _, like = _init_params(data, cfg, tcfg.seed)
-    params = load_params(run_dir / "params.npz", like)
+    params_path = run_dir / "params.npz"
+    params = load_params(rundir.load_npz(params_path) if params_path.exists() else params_path,
+                         like)
     t0 = time.perf_counter()
     if "le" in windows:
         le = np.asarray(windows["le"])

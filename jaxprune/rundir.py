@@ -9,11 +9,21 @@ retrained sparse net's kernels ``kernel_<layer>``, biases ``bias_<layer>`` (runs
 they were saved lack them; `jaxprune.export` needs them) and its per-epoch
 ``train_accuracy_history`` / ``loss_history``; runs from before it was written lack the file).
 
-Every loader returns None (or skips) when a file is missing, so reports degrade gracefully.
+``run.json`` is the run's fingerprint (config, seeds, data set name, sha256 of the data arrays,
+package version), written before any stage: `check_run_dir` refuses to resume a run made from
+anything else and to start a fresh run over a used directory unless told to overwrite it
+(docs/run_directory.md).
+
+Every loader returns None (or skips) when a file is missing, so reports degrade gracefully; a
+file that exists but cannot be read raises `CorruptFileError` naming it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +32,200 @@ import numpy as np
 
 from jaxprune.weights import flatten_kernels, kernel_layout, key_name
 
+RUN_FILE = "run.json"
+# Top-level files a `jaxprune run` writes; `clear_run_dir` removes them (and every seed_K/).
+RUN_OUTPUTS = ("run.json", "config.json", "results.json", "report.md", "analyses.json",
+               "verify.json", "figures")
+
+
+class CorruptFileError(ValueError):
+    """A run-directory file that exists but cannot be read (truncated, bad CRC, bad JSON)."""
+
+
+class RunDirError(ValueError):
+    """A run directory that holds another run (or cannot be written)."""
+
+
+def json_safe(obj):
+    """`obj` with NaN / inf floats as None and numpy scalars / arrays as Python values, so
+    ``json.dumps(..., allow_nan=False)`` always succeeds (bare ``NaN`` is not JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+def write_json(path, obj) -> None:
+    """Write `obj` as strict JSON (NaN -> null), atomically (a killed run leaves no half file)."""
+    path = Path(path)
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def read_json(path):
+    """The JSON file at `path`, None when missing; `CorruptFileError` naming it when unreadable."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as err:
+        raise CorruptFileError(f"{path} is corrupt or not JSON ({err}); delete it or rerun "
+                               "with --overwrite") from err
+
 
 def load_results(run_dir) -> dict | None:
-    path = Path(run_dir) / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(Path(run_dir) / "results.json")
+
+
+# ------------------------------------------------------------------------------ fingerprint
+def data_digest(dataset) -> str:
+    """sha256 over a `jaxprune.data.Dataset`'s split arrays (``x_train``, ``y_train``,
+    ``x_test``, ``y_test``): the same name with other content (an edited CSV) differs."""
+    h = hashlib.sha256()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        a = np.ascontiguousarray(getattr(dataset, key))
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def make_fingerprint(config: dict, seeds, dataset, *, kind: str = "run") -> dict:
+    """The run's identity: ``kind``, config dict, seeds, data set name and digest, package
+    version; ``digest`` is the sha256 of all of them (stage files carry it)."""
+    from jaxprune import __version__
+
+    fp = {"kind": kind, "version": __version__, "dataset": dataset.name,
+          "data_sha256": data_digest(dataset), "seeds": [int(s) for s in seeds],
+          "config": json_safe(config)}
+    fp["digest"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return fp
+
+
+def differing_fields(saved, current, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two fingerprints (or any JSON values)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(saved) | set(current)):
+            if k == "digest":
+                continue
+            name = f"{prefix}.{k}" if prefix else str(k)
+            if k not in saved or k not in current:
+                out.append(name)
+            else:
+                out += differing_fields(saved[k], current[k], name)
+        return out
+    return [] if saved == current else [prefix or "(value)"]
+
+
+def _describe(fp: dict, fields: list[str]) -> str:
+    def get(d, dotted):
+        for part in dotted.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return "(absent)"
+            d = d[part]
+        text = json.dumps(d)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return ", ".join(f"{f}={get(fp, f)}" for f in fields[:8]) + (
+        f" (+{len(fields) - 8} more)" if len(fields) > 8 else "")
+
+
+def check_writable(out_dir) -> Path:
+    """Create `out_dir` if needed and check a file can be written there, before any compute."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"--out {out_dir} is an existing file, not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".jaxprune_write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"cannot write to the output directory {out_dir}: "
+                          f"{err.strerror or err}") from err
+    return out_dir
+
+
+def is_used(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> bool:
+    """Whether `out_dir` holds results of a run: any of `names` but the fingerprint and config
+    (a run stopped before its first stage left nothing to mix up) or a ``seed_K/`` folder."""
+    out_dir = Path(out_dir)
+    skip = {RUN_FILE, "config.json"}
+    return out_dir.is_dir() and (any((out_dir / n).exists() for n in names if n not in skip)
+                                 or (pattern is not None and any(out_dir.glob(pattern))))
+
+
+def clear_run_dir(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> list[str]:
+    """Remove the files `names` and the folders matching `pattern` (every ``seed_K/``, stale
+    ones included); returns what was removed."""
+    out_dir = Path(out_dir)
+    removed = []
+    targets = [out_dir / n for n in names]
+    if pattern:
+        targets += sorted(out_dir.glob(pattern))
+    for p in targets:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        removed.append(p.name)
+    return removed
+
+
+def check_run_dir(out_dir, fingerprint: dict, *, resume: bool, overwrite: bool,
+                  names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> str:
+    """Claim `out_dir` for the run `fingerprint` and write ``run.json`` first.
+
+    resume: the directory must hold ``run.json`` with the same fingerprint (else `RunDirError`
+    naming the differing fields); a directory without one starts fresh. Otherwise a used
+    directory is refused unless `overwrite`, which removes `names` and every folder matching
+    `pattern` (stale seeds included). Returns a one-line note of what was done.
+    """
+    out_dir = check_writable(out_dir)
+    path = out_dir / RUN_FILE
+    note = f"new run in {out_dir}"
+    if resume and path.exists():
+        saved = read_json(path)
+        fields = differing_fields(saved, fingerprint)
+        if fields:
+            raise RunDirError(
+                f"{out_dir} holds another run: {_describe(saved, fields)} there, "
+                f"{_describe(fingerprint, fields)} now; --resume only continues the same run "
+                "(use a new --out, or --overwrite to replace it)")
+        return f"resuming the run in {out_dir} (run.json matches)"
+    if is_used(out_dir, names, pattern) and not overwrite:
+        what = "resume" if resume else "start"
+        reason = " (it has no run.json: made by another version or command)" if resume else ""
+        raise RunDirError(
+            f"{out_dir} already holds a run{reason}; cannot {what} a run there: pass --overwrite "
+            "to delete its stages and seed_K/ folders, --resume to continue the same run, or "
+            "use a new --out")
+    if overwrite:
+        removed = clear_run_dir(out_dir, names, pattern)
+        if removed:
+            note = f"--overwrite: removed {', '.join(removed)} from {out_dir}"
+    write_json(path, fingerprint)
+    return note
+
+
+def stage_digest_ok(arrays: dict | None, digest: str) -> bool:
+    """Whether a stage file's ``run_digest`` (written by this version) is the run's."""
+    return arrays is not None and str(np.asarray(arrays.get("run_digest", ""))) == digest
 
 
 def layer_sizes(results: dict) -> list[int]:
@@ -52,21 +252,23 @@ def seed_dir(run_dir, seed: int) -> Path:
     return Path(run_dir) / f"seed_{int(seed)}"
 
 
-def load_npz(path) -> dict | None:
+def load_npz(path, keys=None) -> dict | None:
+    """An ``.npz`` as a dict (only `keys` when given); None when missing, `CorruptFileError`
+    naming the file when it is truncated or fails its CRC."""
     path = Path(path)
     if not path.exists():
         return None
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files if keys is None or k in keys}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise CorruptFileError(f"{path} is corrupt or truncated ({err}); delete it (a resumed "
+                               "run recomputes it) or rerun with --overwrite") from err
 
 
 def load_dense(run_dir, seed: int, keys=None) -> dict | None:
     """``seed_K/dense.npz`` as a dict (only `keys` when given)."""
-    path = seed_dir(run_dir, seed) / "dense.npz"
-    if not path.exists():
-        return None
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files if keys is None or k in keys}
+    return load_npz(seed_dir(run_dir, seed) / "dense.npz", keys)
 
 
 def load_analysis(run_dir, seed: int) -> dict | None:

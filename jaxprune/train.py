@@ -25,10 +25,10 @@ checkpoint continues bit for bit as the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -42,6 +42,22 @@ from jaxprune.weights import flatten_kernels, kernel_layout
 
 PyTree = Any
 RISK_KINDS = ("train", "batch")
+
+
+# Optimizers that need more than gradients (a value function) are not usable here.
+_NOT_PLAIN_OPTIMIZERS = ("lbfgs", "polyak_sgd")
+
+
+def optimizer_names() -> tuple[str, ...]:
+    """The optax optimizers ``optax.<name>(learning_rate)`` usable by name: the functions of
+    optax's optimizer aliases (sgd, adam, ...), not any optax attribute (``apply_updates``)."""
+    names = []
+    for name in dir(optax):
+        obj = getattr(optax, name, None)
+        if (callable(obj) and not name.startswith("_") and name not in _NOT_PLAIN_OPTIMIZERS
+                and getattr(obj, "__module__", "") == "optax._src.alias"):
+            names.append(name)
+    return tuple(sorted(names, key=lambda n: (n not in ("sgd", "adam"), n)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +96,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.window < 2:
             raise ValueError(f"window must be >= 2 steps, got {self.window}")
+        if not (math.isfinite(float(self.learning_rate)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.optimizer not in optimizer_names():
+            raise ValueError(f"optax has no optimizer named {self.optimizer!r}: use one such "
+                             f"as {', '.join(optimizer_names()[:8])}, ...")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -98,11 +121,32 @@ CONFIGS: dict[str, TrainConfig] = {
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """The optax optimizer named by ``config.optimizer`` (any ``optax.<name>(learning_rate)``)."""
-    factory = getattr(optax, config.optimizer, None)
-    if factory is None or not callable(factory):
+    """The optax optimizer named by ``config.optimizer`` (one of `optimizer_names`)."""
+    if config.optimizer not in optimizer_names():
         raise ValueError(f"optax has no optimizer named {config.optimizer!r}")
-    return factory(config.learning_rate)
+    return getattr(optax, config.optimizer)(config.learning_rate)
+
+
+# Weights beyond this magnitude mean the run blew up (an lr of 1e30 gives ~1e29 after one step)
+# even while they are still finite.
+DIVERGED_ABS = 1e12
+
+
+class TrainingDiverged(ValueError):
+    """Training produced non-finite (or absurdly large) weights or loss."""
+
+
+def diverged(params: PyTree, loss: float) -> str | None:
+    """Why a state has diverged (NaN / inf loss or weights, |w| > `DIVERGED_ABS`), or None."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    worst = max((float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(params)
+                 if jnp.size(leaf)), default=0.0)
+    if not math.isfinite(worst):
+        return "weights are NaN or inf"
+    if worst > DIVERGED_ABS:
+        return f"a weight reached |w| = {worst:.3g} (> {DIVERGED_ABS:.0e})"
+    return None
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -497,12 +541,16 @@ class Trainer:
             restored = ckpt.restore_latest(state, store)
             if restored is not None:
                 state, store, history, start_epoch = restored
+        # a checkpoint saved when the target was reached ends the run: resuming must not train on
+        reached = (target_train_accuracy is not None and bool(history["train_accuracy"])
+                   and history["train_accuracy"][-1] >= target_train_accuracy)
+        last_epoch = start_epoch if reached else epochs
         traj = self._open_trajectory(epochs, start_epoch * self.steps_per_epoch if resume else 0)
         bar = _progress(epochs, start_epoch, progress, progress_desc)
         epoch = start_epoch
         last_save = time.perf_counter()
         try:
-            for epoch in range(start_epoch, epochs):
+            for epoch in range(start_epoch, last_epoch):
                 t0 = time.perf_counter()
                 state, out = self.run_epoch(state, epoch)
                 wins = self.windows_of(out, store.count)
@@ -516,6 +564,12 @@ class Trainer:
                     s0 = epoch * self.steps_per_epoch
                     traj[s0 : s0 + self.steps_per_epoch] = np.asarray(out.trajectory)
                 history["loss"].append(float(np.mean(np.asarray(out.loss))))
+                why = diverged(state.params, history["loss"][-1])
+                if why is not None:  # never report a blown-up run as a result
+                    raise TrainingDiverged(
+                        f"training diverged in epoch {epoch + 1} ({why}; optimizer "
+                        f"{self.config.optimizer}, learning rate {self.config.learning_rate:g}): "
+                        "lower the learning rate")
                 history["train_accuracy"].append(train_acc)
                 history["epoch_seconds"].append(dt)
                 if bar is not None:
@@ -530,7 +584,7 @@ class Trainer:
                     epoch += 1
                     break
             else:
-                epoch = epochs
+                epoch = last_epoch
         finally:
             if bar is not None:
                 bar.close()
@@ -657,6 +711,7 @@ class _Checkpointer:
                 barrier_sync_key_prefix=f"jaxprune_process{pid}")
             extra = {"create": False, "multiprocessing_options": mp}
             Path(directory).mkdir(parents=True, exist_ok=True)  # orbax: no create= with these
+        self.directory = Path(directory)
         self.manager = ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, **extra))
 
@@ -674,10 +729,20 @@ class _Checkpointer:
         self.manager.wait_until_finished()
 
     def restore_latest(self, state: TrainState, store: _WindowStore):
+        """The newest checkpoint that restores; a corrupt one is skipped with a warning (the
+        previous one is used, or none: training restarts)."""
+        for epoch in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                return self._restore(int(epoch), state, store)
+            except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
+                warnings.warn(
+                    f"checkpoint {self.directory}/{epoch} is unreadable "
+                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+                    "; falling back to the previous checkpoint", stacklevel=2)
+        return None
+
+    def _restore(self, epoch: int, state: TrainState, store: _WindowStore):
         ocp = self._ocp
-        epoch = self.manager.latest_step()
-        if epoch is None:
-            return None
         # The history (JSON) says how many windows were recorded, which fixes the shapes to restore.
         history = dict(
             self.manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))[
@@ -735,18 +800,10 @@ def train_on_dataset(dataset, config: TrainConfig, **trainer_kwargs) -> tuple[Tr
 
 
 def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
-    """Write a metrics dict as pretty JSON (numpy scalars converted)."""
+    """Write a metrics dict as strict, pretty JSON (numpy values converted, NaN / inf -> null)."""
+    from jaxprune.rundir import write_json
 
-    def convert(o):
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            return float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        raise TypeError(type(o))
-
-    Path(path).write_text(json.dumps(metrics, indent=2, default=convert))
+    write_json(path, metrics)
 
 
 def save_params(path: str | os.PathLike, params: PyTree, init_params: PyTree | None = None) -> None:
@@ -760,7 +817,14 @@ def save_params(path: str | os.PathLike, params: PyTree, init_params: PyTree | N
 def load_params(path, like: PyTree, prefix: str = "params") -> PyTree:
     """Inverse of `save_params`: rebuild a pytree shaped like `like` from a ``.npz`` path (or
     an already loaded mapping of its arrays)."""
-    data = np.load(path) if isinstance(path, (str, os.PathLike)) else path
+    if isinstance(path, (str, os.PathLike)):
+        from jaxprune.rundir import load_npz
+
+        data = load_npz(path)  # reads every array now: a bad CRC is an error naming the file
+        if data is None:
+            raise FileNotFoundError(f"no such params file: {path}")
+    else:
+        data = path
     leaves, treedef = jax.tree.flatten(like)
     keys = [f"{prefix}_{i}" for i in range(len(leaves))]
     missing = [k for k in keys if k not in data]

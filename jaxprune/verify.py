@@ -10,7 +10,6 @@ rerunning the slow tools on every weight.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -37,8 +36,10 @@ def _statsmodels_min_p(risk: np.ndarray, x: np.ndarray, maxlag: int, test: str) 
 
 
 def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random.Generator) -> dict:
-    dense = np.load(seed_dir / "dense.npz")
-    analysis = np.load(seed_dir / "analysis.npz")
+    from jaxprune.rundir import load_npz
+
+    dense = load_npz(seed_dir / "dense.npz")  # a corrupt file: an error naming it
+    analysis = load_npz(seed_dir / "analysis.npz")
     windows = np.asarray(dense["sample_windows"], np.float64)  # (n_windows, window, K)
     idx = np.asarray(dense["sample_idx"])
     le, risk = np.asarray(dense["le"]), np.asarray(dense["risk"])
@@ -117,9 +118,16 @@ def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} holds no config.json: not a `jaxprune run` directory")
-    cfg = json.loads(cfg_path.read_text())["config"]
+    from jaxprune.rundir import read_json
+
+    saved = read_json(cfg_path)
+    cfg = saved["config"]
     rng = np.random.default_rng(seed)
-    seed_dirs = sorted(p for p in run_dir.glob("seed_*") if (p / "analysis.npz").exists())
+    # only the run's own seeds: a seed_K/ left by an earlier run with more seeds is not this run
+    run_seeds = saved.get("seeds")
+    candidates = ([run_dir / f"seed_{int(s)}" for s in run_seeds] if run_seeds is not None
+                  else sorted(run_dir.glob("seed_*")))
+    seed_dirs = [p for p in candidates if (p / "analysis.npz").exists()]
     if not seed_dirs:
         raise FileNotFoundError(f"{run_dir} holds no finished seed (seed_*/analysis.npz)")
     per_seed = [verify_seed(p, cfg, sample=sample, rng=rng) for p in seed_dirs]
