@@ -3,7 +3,6 @@ prune artifacts."""
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -72,7 +71,11 @@ def headline(summary: dict) -> dict:
 
 
 def write_json(path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=float))
+    from jaxprune.rundir import (
+        write_json as strict_write,  # NaN -> null: always valid JSON
+    )
+
+    strict_write(path, obj)
 
 
 def apply_overrides(cfg: pipeline.LegcnetConfig, config: dict) -> pipeline.LegcnetConfig:

@@ -14,7 +14,6 @@ full grid with 3 seeds roughly 6x that.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -124,9 +123,9 @@ def main(argv=None) -> int:
                 rows.append({"param": param, "value": value, "seed": seed,
                              **_row(r, res, cfg)})
     seconds = time.perf_counter() - t0
-    (out / "sensitivity.json").write_text(json.dumps(
-        {"config": base.to_dict(), "grid": grid, "seeds": seeds, "rows": rows,
-         "seconds": seconds}, indent=2, default=float))
+    common.write_json(out / "sensitivity.json",
+                      {"config": base.to_dict(), "grid": grid, "seeds": seeds, "rows": rows,
+                       "seconds": seconds})
     figs = _figures(rows, base, grid, out / "figures")
     (out / "report.md").write_text(_report(rows, base, grid, seeds, seconds, figs, args))
     if args.no_artifacts:

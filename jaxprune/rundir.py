@@ -65,10 +65,19 @@ def json_safe(obj):
     return obj
 
 
+def _json_default(o):
+    """Other objects (jax arrays, 0-d arrays, paths...): as numbers when they are, else text."""
+    try:
+        a = np.asarray(o)
+    except Exception:  # noqa: BLE001 - anything that is not array-like is written as text
+        return str(o)
+    return json_safe(a.tolist()) if a.dtype.kind in "biuf" else str(o)
+
+
 def write_json(path, obj) -> None:
     """Write `obj` as strict JSON (NaN -> null), atomically (a killed run leaves no half file)."""
     path = Path(path)
-    text = json.dumps(json_safe(obj), indent=2, allow_nan=False)
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False, default=_json_default)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
