@@ -534,11 +534,16 @@ class Trainer:
         history = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
         state = self.initial_state()
         start_epoch = 0
-        ckpt = _Checkpointer(self.checkpoint_dir) if self.checkpoint_dir else None
+        # Several processes (jaxprune.distributed): no orbax checkpoints. orbax refuses the
+        # process-local arrays of this replicated training, and with per-process directories and
+        # options its saves still synchronised the processes and deadlocked now and then; a
+        # resumed multi-process run restarts an unfinished training from its first epoch.
+        multi = jax.process_count() > 1
+        ckpt = _Checkpointer(self.checkpoint_dir) if self.checkpoint_dir and not multi else None
         if resume:
-            if ckpt is None:
+            if ckpt is None and not multi:
                 raise ValueError("resume=True needs a checkpoint_dir")
-            restored = ckpt.restore_latest(state, store)
+            restored = ckpt.restore_latest(state, store) if ckpt is not None else None
             if restored is not None:
                 state, store, history, start_epoch = restored
         # a checkpoint saved when the target was reached ends the run: resuming must not train on
@@ -697,31 +702,18 @@ class _Checkpointer:
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
-        # Several processes (jaxprune.distributed): training is replicated, each process
-        # checkpoints its own copy to its own directory, alone (no cross-process barriers), as
-        # host arrays (orbax refuses process-local jax.Arrays once jax.process_count() > 1).
-        self._local = jax.process_count() > 1
-        extra = {"create": True}
-        if self._local:
-            pid = jax.process_index()
-            # own barrier keys: the processes share the coordinator's key-value store, and
-            # equal keys (same step, same item) would let one process pass another's barrier
-            mp = ocp.options.MultiprocessingOptions(
-                primary_host=pid, active_processes={pid},
-                barrier_sync_key_prefix=f"jaxprune_process{pid}")
-            extra = {"create": False, "multiprocessing_options": mp}
-            Path(directory).mkdir(parents=True, exist_ok=True)  # orbax: no create= with these
         self.directory = Path(directory)
         self.manager = ocp.CheckpointManager(
-            directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, **extra))
+            directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
+        )
 
     def save(self, epoch: int, state: TrainState, store: _WindowStore, history: dict):
         ocp = self._ocp
         self.manager.save(
             epoch,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(
-                    jax.device_get(state._asdict()) if self._local else state._asdict()),
+                state=ocp.args.StandardSave(state._asdict()),
                 windows=ocp.args.StandardSave(store.as_tree()),
                 history=ocp.args.JsonSave({**history, "windows_recorded": store.count}),
             ),
@@ -751,8 +743,6 @@ class _Checkpointer:
         )
         count = int(history.pop("windows_recorded"))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
-        if self._local:  # saved as host arrays: restore into host arrays of the same shapes
-            abstract = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract)
         abstract_win = jax.tree.map(ocp.utils.to_shape_dtype_struct, store.as_tree(count))
         restored = self.manager.restore(
             epoch,
@@ -763,8 +753,6 @@ class _Checkpointer:
         )
         store.load(restored["windows"], count)
         s = restored["state"]
-        if self._local:
-            s = jax.tree.map(jnp.asarray, s)
         new_state = TrainState(s["params"], s["opt_state"], s["step"], s["ring"])
         return new_state, store, history, int(epoch)
 
