@@ -410,28 +410,6 @@ def test_windowed_blocks_equal_unchunked():
     np.testing.assert_array_equal(np.isnan(fast.le), np.isnan(got.le))
 
 
-def test_long_windows_take_the_candidate_loop_with_bounded_memory():
-    """Windows of 160 (the tabular presets) exceed _DIAG_MAX_N candidates: the per-pair diagonal
-    kernel would unroll ~10k pairs (it took 19.8 GB to compile); the candidate loop compiles in
-    bounded memory and still matches the NumPy loop bit for bit in the streaming (jitted, the
-    training scan's lax.cond) and the windowed forms."""
-    import resource
-
-    window, stride = 160, 144
-    assert window - 1 - 20 > ly._DIAG_MAX_N
-    traj = _traj(T=window + stride, W=6, seed=7)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    got = windowed_le(traj, window=window, stride=stride, mode="parity")
-    step = jax.jit(lambda w: windowed_le_update(w, mode="parity"))  # path "cond" under jit
-    streamed = np.stack([np.asarray(step(jnp.asarray(traj[k * stride: k * stride + window]))[0])
-                         for k in range(2)])
-    grown_gib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
-    assert grown_gib < 3.0, f"compiling the long-window kernel grew the peak RSS by {grown_gib} GiB"
-    want = windowed_le_numpy(traj.astype(np.float64), window=window, stride=stride, r=20.0)
-    np.testing.assert_allclose(got.le, want, atol=1e-12, rtol=0)
-    np.testing.assert_array_equal(streamed, got.le)
-
-
 def test_streaming_under_jit_in_lane_blocks(monkeypatch):
     """Under an outer jit (training's epoch) a window is cut into lane blocks of _STREAM_LANES
     (the last one padded) and each block picks its path: equal to the standalone kernel bit for
