@@ -261,17 +261,22 @@ def _num(v) -> float | None:
 def verdict(records: Sequence[dict], level: float = 0.05) -> list[str]:
     """One plain sentence per (mask, control): is the real mask distinguishable from the null?
 
-    Pools seeds and layers: distinguishable when every analysed layer of every seed has
-    empirical p <= `level` (the smallest p a run can reach is 1 / (draws + 1))."""
+    Pools seeds and layers: a layer of a seed counts as distinguishable when its empirical p is
+    <= `level`, or, when fewer than ``1 / level - 1`` draws make `level` unreachable, when no
+    draw was as causal as the real series (p = 1 / (draws + 1), the smallest attainable; the
+    sentence then says so)."""
     by = {}
     for r in records:
         by.setdefault((r["mask"], r["control"]), []).append(r)
     lines = []
     for (mask, control), rs in sorted(by.items()):
-        ps = [r["p_value"] for r in rs if r["p_value"] is not None]
+        cases = [(r["p_value"], max(level, 1 / (r["draws"] + 1))) for r in rs
+                 if r["p_value"] is not None]
+        ps = [p for p, _ in cases]
         real = np.nanmean([r["real_fraction"] for r in rs if r["real_fraction"] is not None])
         null = np.nanmean([r["null_fraction"] for r in rs if r["null_fraction"] is not None])
-        n_sig = sum(p <= level for p in ps)
+        n_sig = sum(p <= thr * (1 + 1e-9) for p, thr in cases)
+        few = min((r["draws"] for r in rs), default=0)
         if ps and n_sig == len(ps):
             what = "distinguishable from"
         elif n_sig == 0:
@@ -280,5 +285,7 @@ def verdict(records: Sequence[dict], level: float = 0.05) -> list[str]:
             what = f"only partly distinguishable ({n_sig} of {len(ps)} layer/seed cases) from"
         lines.append(f"{mask}: the real mask is {what} the {control} null (mean non-causal "
                      f"fraction {real:.3f} real vs {null:.3f} null; min empirical p "
-                     f"{min(ps) if ps else float('nan'):.3g}).")
+                     f"{min(ps) if ps else float('nan'):.3g}"
+                     + (f"; with {few} draws p cannot go below {1 / (few + 1):.3g}"
+                        if few and 1 / (few + 1) > level else "") + ").")
     return lines
