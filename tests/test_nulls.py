@@ -135,6 +135,7 @@ def test_shuffle_is_a_seeded_permutation_and_untestable_columns_stay_nan():
     x = np.arange(40.0).reshape(10, 4)
     a = nulls.shuffle_series(x, np.random.default_rng(3))
     np.testing.assert_array_equal(np.sort(a, axis=0), x)
+    assert not np.array_equal(a, x)
     np.testing.assert_array_equal(a, nulls.shuffle_series(x, np.random.default_rng(3)))
     y = x.copy()
     y[:, 1] = np.nan
