@@ -95,9 +95,13 @@ def headline(summary: dict) -> dict:
     sparsity = {k: float(np.mean([r["sparsity"] for r in v])) for k, v in by.items()}
     comps = {f"{c['a']}|{c['b']}": c for c in ex.get("comparisons", [])}
     st = ex.get("stability", {}).get("within", {})
+    from jaxprune.nulls import verdict
+
     return {"dataset": res["dataset"], "seeds": len(res["seeds"]), "acc": mean,
             "sparsity": sparsity, "comparisons": comps, "stability": st,
-            "seconds": summary["seconds"]}
+            "seconds": summary["seconds"],
+            "null_verdicts": verdict(res.get("null_controls") or []),
+            "curve_verdicts": [f"AUC: {c['verdict']}" for c in res.get("curve_comparisons") or []]}
 
 
 def write_json(path, obj) -> None:

@@ -109,6 +109,9 @@ def main(argv=None) -> int:
     for st in studies:
         text += [f"**{st['name']}**", ""]
         text += [f"* {c['verdict']}" for c in st["extras"].get("comparisons", [])]
+        h = common.headline(st)
+        text += [f"* Null control: {v}" for v in h["null_verdicts"]]
+        text += [f"* {v}" for v in h["curve_verdicts"]]
         text.append("")
     text.append(f"Wall time {time.perf_counter() - t0:.0f} s ({'quick' if args.quick else 'full'}"
                 f" config, {len(seeds)} seeds).")

@@ -99,6 +99,8 @@ def summary_report(summaries: list[dict], notes: list[str]) -> str:
         for key, c in h["comparisons"].items():
             if not key.endswith("dense"):
                 out.append(f"* {c['verdict']}")
+        out += [f"* Null control: {v}" for v in h.get("null_verdicts", [])]
+        out += [f"* {v}" for v in h.get("curve_verdicts", [])]
         out.append("")
     if notes:
         out += ["## Notes", ""] + [f"* {n}" for n in notes]
