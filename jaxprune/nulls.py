@@ -261,31 +261,35 @@ def _num(v) -> float | None:
 def verdict(records: Sequence[dict], level: float = 0.05) -> list[str]:
     """One plain sentence per (mask, control): is the real mask distinguishable from the null?
 
-    Pools seeds and layers: a layer of a seed counts as distinguishable when its empirical p is
-    <= `level`, or, when fewer than ``1 / level - 1`` draws make `level` unreachable, when no
-    draw was as causal as the real series (p = 1 / (draws + 1), the smallest attainable; the
-    sentence then says so)."""
+    Pools seeds and layers. A layer of a seed is distinguishable when its empirical p <= `level`.
+    When the draws cannot reach `level` (p >= 1 / (draws + 1) > level: crossseed with few seeds,
+    or few draws) the sentence says the question cannot be decided at that level, and in how
+    many cases the real fraction lies below the null mean."""
     by = {}
     for r in records:
         by.setdefault((r["mask"], r["control"]), []).append(r)
     lines = []
     for (mask, control), rs in sorted(by.items()):
-        cases = [(r["p_value"], max(level, 1 / (r["draws"] + 1))) for r in rs
-                 if r["p_value"] is not None]
-        ps = [p for p, _ in cases]
-        real = np.nanmean([r["real_fraction"] for r in rs if r["real_fraction"] is not None])
-        null = np.nanmean([r["null_fraction"] for r in rs if r["null_fraction"] is not None])
-        n_sig = sum(p <= thr * (1 + 1e-9) for p, thr in cases)
-        few = min((r["draws"] for r in rs), default=0)
-        if ps and n_sig == len(ps):
+        rs = [r for r in rs if r["p_value"] is not None]
+        if not rs:
+            continue
+        ps = [r["p_value"] for r in rs]
+        real = float(np.nanmean([r["real_fraction"] for r in rs]))
+        null = float(np.nanmean([r["null_fraction"] for r in rs]))
+        below = sum(r["real_fraction"] < r["null_fraction"] for r in rs)
+        detail = (f"mean non-causal fraction {real:.3f} real vs {null:.3f} null; real below the "
+                  f"null in {below} of {len(rs)} layer/seed cases; min empirical p {min(ps):.3g}")
+        k = max(r["draws"] for r in rs)
+        if 1 / (k + 1) > level:
+            lines.append(f"{mask}: {control} null: cannot be decided at p <= {level:g} with "
+                         f"{k} draw(s) (p >= {1 / (k + 1):.3g}) ({detail}).")
+            continue
+        n_sig = sum(p <= level * (1 + 1e-9) for p in ps)
+        if n_sig == len(ps):
             what = "distinguishable from"
         elif n_sig == 0:
             what = "INDISTINGUISHABLE from"
         else:
             what = f"only partly distinguishable ({n_sig} of {len(ps)} layer/seed cases) from"
-        lines.append(f"{mask}: the real mask is {what} the {control} null (mean non-causal "
-                     f"fraction {real:.3f} real vs {null:.3f} null; min empirical p "
-                     f"{min(ps) if ps else float('nan'):.3g}"
-                     + (f"; with {few} draws p cannot go below {1 / (few + 1):.3g}"
-                        if few and 1 / (few + 1) > level else "") + ").")
+        lines.append(f"{mask}: the real mask is {what} the {control} null ({detail}).")
     return lines
