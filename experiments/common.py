@@ -23,13 +23,16 @@ def prune_artifacts(run_dir) -> None:
 
 
 def run_study(name: str, dataset_fn, cfg: pipeline.LegcnetConfig, seeds, out_dir, *,
-              artifacts: bool = True, resume: bool = False, log=print, **run_kwargs) -> dict:
+              artifacts: bool = True, resume: bool = False, log=print, nulls="default",
+              sparsities=(), **run_kwargs) -> dict:
     """pipeline.run (which also saves the retrained nets) -> report with analyses and figures.
+    nulls / sparsities: the null controls and curve targets (`pipeline.run`).
     Returns a summary with the results, the analyses and the wall time."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     results = pipeline.run(dataset_fn, cfg, seeds, out_dir, resume=resume,
-                           checkpoint_every_s=1e9, **run_kwargs)
+                           checkpoint_every_s=1e9, nulls=nulls, sparsities=sparsities,
+                           **run_kwargs)
     t_pipe = time.perf_counter() - t0
     extras = report.analyse_run(out_dir, results)
     (out_dir / "report.md").write_text(report.render(results, out_dir, extras=extras))
@@ -52,7 +55,34 @@ def base_parser(doc: str, default_out: str, default_seeds: int) -> argparse.Argu
     p.add_argument("--no-artifacts", action="store_true",
                    help="delete checkpoints and .npz files afterwards (keep reports, figures, json)")
     p.add_argument("--resume", action="store_true", help="resume a killed run")
+    p.add_argument("--null", default=None,
+                   help="null controls: comma list of shuffle,surrogate,crossseed, or none "
+                   "(default: all)")
+    p.add_argument("--null-draws", type=int, default=None, help="draws per null (default 19)")
+    p.add_argument("--sparsities", default=None,
+                   help="accuracy-vs-sparsity targets, e.g. 0.2,0.5,0.8, or none "
+                   "(default: CONFIG's sparsities / quick_sparsities)")
     return p
+
+
+def controls_from_args(args, config: dict):
+    """(nulls, sparsities) for `run_study` from the flags and the study's CONFIG
+    (``sparsities`` / ``quick_sparsities``, ``null_draws``). Bad values: SystemExit(2)."""
+    from jaxprune.curves import parse_sparsities
+    from jaxprune.nulls import NullConfig, parse_controls
+
+    try:
+        controls = parse_controls(args.null) if args.null is not None else NullConfig().controls
+        draws = args.null_draws if args.null_draws is not None else config.get("null_draws", 19)
+        nulls = NullConfig(controls=controls, draws=draws) if controls else None
+        if args.sparsities is not None:
+            sparsities = parse_sparsities(args.sparsities)
+        else:
+            sparsities = tuple(config.get("quick_sparsities" if args.quick else "sparsities", ()))
+    except ValueError as e:
+        print(f"error: {e}")
+        raise SystemExit(2) from None
+    return nulls, sparsities
 
 
 def headline(summary: dict) -> dict:
@@ -65,9 +95,13 @@ def headline(summary: dict) -> dict:
     sparsity = {k: float(np.mean([r["sparsity"] for r in v])) for k, v in by.items()}
     comps = {f"{c['a']}|{c['b']}": c for c in ex.get("comparisons", [])}
     st = ex.get("stability", {}).get("within", {})
+    from jaxprune.nulls import verdict
+
     return {"dataset": res["dataset"], "seeds": len(res["seeds"]), "acc": mean,
             "sparsity": sparsity, "comparisons": comps, "stability": st,
-            "seconds": summary["seconds"]}
+            "seconds": summary["seconds"],
+            "null_verdicts": verdict(res.get("null_controls") or []),
+            "curve_verdicts": [f"AUC: {c['verdict']}" for c in res.get("curve_comparisons") or []]}
 
 
 def write_json(path, obj) -> None:

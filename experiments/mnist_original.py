@@ -31,6 +31,9 @@ CONFIG = {
     "seeds": 5,
     "quick_seeds": 3,
     "last_two_layers": (-2, -1),
+    "sparsities": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "quick_sparsities": (0.2, 0.5, 0.8),
+    "null_draws": 19,
     "cfg_overrides": {},
     "train_overrides": {},
 }
@@ -55,6 +58,7 @@ def main(argv=None) -> int:
     p = common.base_parser(__doc__, "runs/mnist_original", CONFIG["seeds"])
     p.add_argument("--skip-last-two", action="store_true", help="only the all-weights analysis")
     args = p.parse_args(argv)
+    nulls, sparsities = common.controls_from_args(args, CONFIG)
     n_seeds = args.seeds or (CONFIG["quick_seeds"] if args.quick else CONFIG["seeds"])
     seeds = list(range(n_seeds))
     out = Path(args.out)
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
     ds = lambda seed: load_dataset(name, seed=seed)  # noqa: E731
     t0 = time.perf_counter()
     studies = [common.run_study(f"{name} all weights", ds, cfg, seeds, out / "all_weights",
-                                artifacts=True, resume=args.resume, overwrite=not args.resume)]
+                                artifacts=True, resume=args.resume, overwrite=not args.resume,
+                                nulls=nulls, sparsities=sparsities)]
     if not args.skip_last_two:
         # Reuse the dense stage (dense.npz) of every seed: the training is the same.
         sub = out / "last_two_layers"
@@ -72,7 +77,8 @@ def main(argv=None) -> int:
         studies.append(common.run_study(f"{name} last two layers", ds, cfg2, seeds, sub,
                                         artifacts=True, resume=args.resume,
                                         overwrite=not args.resume,
-                                        reuse_dense_from=out / "all_weights"))
+                                        reuse_dense_from=out / "all_weights",
+                                        nulls=nulls, sparsities=sparsities))
     if args.no_artifacts:
         for st in studies:
             common.prune_artifacts(st["out"])
@@ -98,6 +104,9 @@ def main(argv=None) -> int:
     for st in studies:
         text += [f"**{st['name']}**", ""]
         text += [f"* {c['verdict']}" for c in st["extras"].get("comparisons", [])]
+        h = common.headline(st)
+        text += [f"* Null control: {v}" for v in h["null_verdicts"]]
+        text += [f"* {v}" for v in h["curve_verdicts"]]
         text.append("")
     text.append(f"Wall time {time.perf_counter() - t0:.0f} s ({'quick' if args.quick else 'full'}"
                 f" config, {len(seeds)} seeds).")

@@ -39,6 +39,10 @@ CONFIG = {
     # extra LegcnetConfig / TrainConfig fields on top of the preset (tests shrink runs here)
     "cfg_overrides": {},
     "train_overrides": {},
+    # accuracy-vs-sparsity curves and null-control draws (tests shrink these too)
+    "sparsities": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "quick_sparsities": (0.2, 0.5, 0.8),
+    "null_draws": 19,
 }
 
 
@@ -95,6 +99,8 @@ def summary_report(summaries: list[dict], notes: list[str]) -> str:
         for key, c in h["comparisons"].items():
             if not key.endswith("dense"):
                 out.append(f"* {c['verdict']}")
+        out += [f"* Null control: {v}" for v in h.get("null_verdicts", [])]
+        out += [f"* {v}" for v in h.get("curve_verdicts", [])]
         out.append("")
     if notes:
         out += ["## Notes", ""] + [f"* {n}" for n in notes]
@@ -111,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="re-render every report from an existing OUT (needs its .npz files)")
     args = p.parse_args(argv)
+    nulls, sparsities = common.controls_from_args(args, CONFIG)
     n_seeds = args.seeds or (CONFIG["quick_seeds"] if args.quick else CONFIG["seeds"])
     seeds = list(range(n_seeds))
     out = Path(args.out)
@@ -145,7 +152,8 @@ def main(argv=None) -> int:
         sub = out / (Path(name[4:]).stem if name.startswith("csv:") else name)
         summaries.append(common.run_study(name, ds, cfg, seeds, sub,
                                           artifacts=not args.no_artifacts, resume=args.resume,
-                                          overwrite=not args.resume))
+                                          overwrite=not args.resume,
+                                          nulls=nulls, sparsities=sparsities))
     if names:
         notes.append(f"Wall time {time.perf_counter() - t0:.0f} s for {len(names)} data sets x "
                      f"{n_seeds} seeds ({'quick' if args.quick else 'full'} config) on "

@@ -194,6 +194,35 @@ def _legcnet_config(args, base):
     return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
+def _null_controls(text: str) -> tuple[str, ...]:
+    from jaxprune.nulls import parse_controls
+
+    try:
+        return parse_controls(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _sparsities(text: str) -> tuple[float, ...]:
+    from jaxprune.curves import parse_sparsities
+
+    try:
+        return parse_sparsities(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _null_config(args):
+    """The NullConfig of the run flags (None = no null controls)."""
+    from jaxprune.nulls import NullConfig
+
+    controls = NullConfig().controls if args.null is None else args.null
+    if not controls:
+        return None
+    changes = {"draws": args.null_draws, "max_per_layer": args.null_max_per_layer}
+    return NullConfig(controls=controls, **{k: v for k, v in changes.items() if v is not None})
+
+
 def _cmd_run(args) -> int:
     from jaxprune import rundir
     from jaxprune.pipeline import preset, run
@@ -214,12 +243,14 @@ def _cmd_run(args) -> int:
     rundir.check_writable(args.out)  # before any compute
     _enable_x64_for(cfg.le_mode)
     load = lambda seed: _load(args, seed)  # noqa: E731
+    nulls = _null_config(args)  # bad draw counts fail before any training
     load(0)  # fail fast on a missing or malformed data set
     print(f"config: {cfg}", flush=True)
     t0 = time.perf_counter()
     results = run(load, cfg, range(args.seeds), args.out, resume=args.resume,
                   overwrite=args.overwrite, progress=not args.no_progress,
-                  log=lambda note: print(note, flush=True))
+                  log=lambda note: print(note, flush=True), nulls=nulls,
+                  sparsities=args.sparsities)
     from jaxprune.report import summary_table
 
     for row in summary_table(results["runs"]):
@@ -337,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retraining stops at this training accuracy (default: the data set's)")
     p.add_argument("--max-retrain-epochs", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--null", type=_null_controls, default=None,
+                   help="null controls: a comma list of shuffle,surrogate,crossseed (default "
+                   "all) or none")
+    p.add_argument("--null-draws", type=int, default=None,
+                   help="draws per null control (default 19; crossseed: one per other seed)")
+    p.add_argument("--null-max-per-layer", type=int, default=None,
+                   help="sampled weights per layer for the nulls (default 4096)")
+    p.add_argument("--sparsities", type=_sparsities, default=(),
+                   help="accuracy-vs-sparsity curves at these targets, e.g. 0.2,0.5,0.8 "
+                   "(default none)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("verify", help="recheck a finished run with statsmodels and the NumPy "

@@ -246,6 +246,8 @@ class GrangerOutcome:
     status: np.ndarray  # (n_weights,) granger.Status (+ 100 when the LE series had no estimate)
     maxlag_used: int
     n_windows: int
+    # (n_weights,) the test statistic at the lag of min p (ranks ties in p; NaN if untestable)
+    min_statistic: np.ndarray | None = None
 
 
 LE_UNDEFINED = 100  # status offset: the weight's LE series was all NaN (it never moved)
@@ -289,6 +291,7 @@ def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> Gran
         status = np.full((n_w,), granger_mod.Status.CONSTANT, np.int32)
         pmin = np.full((n_w,), np.nan)
         lag_p = np.full((n_w, maxlag), np.nan)
+        min_stat = pmin
     else:
         if _use_sharding(cfg) and y.ndim == 1:
             res = sharding.sharded_granger_tests(y, np.asarray(x), maxlag=maxlag,
@@ -299,9 +302,13 @@ def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> Gran
         status = np.asarray(res.status, np.int32)
         pmin, _ = granger_mod.min_pvalue(res, cfg.test, round_decimals=cfg.round_pvalues)
         pmin = np.asarray(pmin, np.float64)
+        stat = np.asarray(getattr(res, cfg.test).statistic, np.float64)
+        at = np.argmin(np.where(np.isnan(lag_p), np.inf, lag_p), axis=-1)[..., None]
+        min_stat = np.take_along_axis(stat, at, axis=-1)[..., 0]
     status = np.where(undefined, LE_UNDEFINED, status)
     pmin = np.where(status == 0, pmin, np.nan)
-    return GrangerOutcome(pmin, lag_p, status, maxlag, n)
+    min_stat = np.where(status == 0, min_stat, np.nan)
+    return GrangerOutcome(pmin, lag_p, status, maxlag, n, min_stat)
 
 
 def mask_from_granger(outcome: GrangerOutcome, params, cfg: LegcnetConfig):
@@ -461,7 +468,10 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
     flat_init = jax.tree.leaves(res.init_params)
     flat_params = jax.tree.leaves(res.params)
     arrays = dict(
-        le=outputs["le"], le_status=outputs["status"], sample_windows=outputs["sample"],
+        le=outputs["le"], le_status=outputs["status"],
+        # verify_sample=0 records no raw windows (the window function then returns no "sample")
+        sample_windows=outputs.get("sample", np.zeros(
+            (len(res.window_end_steps), tcfg.window, 0), np.float32)),
         sample_idx=sample, risk=res.risk, end_steps=res.window_end_steps,
         train_accuracy_history=hist_acc, loss_history=np.asarray(res.history["loss"]),
         epoch_seconds=np.asarray(res.epoch_seconds), seconds=np.float64(seconds),
@@ -654,7 +664,8 @@ def check_window_count(dataset, cfg: LegcnetConfig) -> int:
 
 def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: bool = False,
         overwrite: bool = False, progress: bool = False, checkpoint_every_s: float = 30.0,
-        log: Callable[[str], None] | None = None, reuse_dense_from=None) -> dict:
+        log: Callable[[str], None] | None = None, reuse_dense_from=None,
+        nulls: Any = "default", sparsities: Sequence[float] = ()) -> dict:
     """The whole pipeline over seeds; writes ``results.json`` and ``report.md`` into out_dir.
 
     The data split follows each seed too when `dataset` is a callable ``seed -> Dataset``.
@@ -664,7 +675,15 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
     a one-line note of which of these happened. `reuse_dense_from`: another run directory whose
     ``seed_K/dense.npz`` is copied in when its stage digest says it was computed from the same
     inputs (e.g. the same training with another layer filter).
+    nulls: a `jaxprune.nulls.NullConfig` (default: all controls, 19 draws), or None to skip the
+    null controls; sparsities: targets of the accuracy-vs-sparsity curves (empty: none). Both
+    run after every seed (`jaxprune.controls`), change no mask, and are part of the fingerprint.
     """
+    from jaxprune import controls
+    from jaxprune import nulls as nulls_mod
+
+    if isinstance(nulls, str) and nulls == "default":
+        nulls = nulls_mod.NullConfig()
     seeds = [int(s) for s in seeds]
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds}")
@@ -695,6 +714,8 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
         "seeds": seeds,
         "runs": [r for s in per_seed for r in s["records"]],
         "per_seed": [{k: v for k, v in s.items() if k != "records"} for s in per_seed],
+        **controls.run_controls(dataset, cfg, seeds, out_dir, nulls=nulls,
+                                sparsities=sparsities, resume=resume),
         "jax": {"version": jax.__version__, "backend": jax.default_backend(),
                 "devices": [str(d) for d in jax.devices()]},
     }

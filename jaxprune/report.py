@@ -146,6 +146,10 @@ def render(results: dict, run_dir=None, extras: dict | None = None) -> str:
                   for s in results["per_seed"]]
     out += ["## Dense run behind the masks (full length)", ""]
     out.append(_markdown_table(["seed", "train acc", "test acc", "epochs", "steps", "windows"], dense_rows))
+    if "null_controls" in results or "curves" in results:
+        from jaxprune.controls import render_section
+
+        out += ["", render_section(results, run_dir)]
     if run_dir is not None:
         out += ["", deployment_section(run_dir, results)]
     if extras is None and run_dir is not None:

@@ -19,6 +19,9 @@ def tiny(monkeypatch):
     for mod in (tabular, mnist_original, sensitivity):
         monkeypatch.setitem(mod.CONFIG, "train_overrides", TINY_TRAIN)
         monkeypatch.setitem(mod.CONFIG, "cfg_overrides", TINY_CFG)
+    for mod in (tabular, mnist_original):  # one curve point, few null draws: keeps these fast
+        monkeypatch.setitem(mod.CONFIG, "quick_sparsities", (0.5,))
+        monkeypatch.setitem(mod.CONFIG, "null_draws", 3)
     monkeypatch.setitem(tabular.CONFIG, "baselines_for", ("legcnet_ft",))
 
 
@@ -31,6 +34,10 @@ def test_tabular_main(tiny, tmp_path):
     assert "[iris](iris/report.md)" in text and "## Verdicts" in text
     sub = (tmp_path / "iris" / "report.md").read_text()
     assert "## Does the causal criterion beat" in sub and "figures/accuracy_sparsity.png" in sub
+    assert "## Null controls" in sub and "## Accuracy-vs-sparsity curves" in sub
+    res = json.loads((tmp_path / "iris" / "results.json").read_text())
+    assert {r["sparsity"] for r in res["curves"]} == {0.5}
+    assert {r["draws"] for r in res["null_controls"] if r["control"] != "crossseed"} == {3}
     assert "LEGCNet-FT |" in sub.split("## Weight spectra")[1]  # retrained nets were saved
     assert not list(tmp_path.rglob("*.npz")) and not list(tmp_path.rglob("ckpt_*"))
     summary = json.loads((tmp_path / "summary.json").read_text())

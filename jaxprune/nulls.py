@@ -1,0 +1,295 @@
+"""Null controls for the LEGCNet mask: is the real non-causal fraction different from noise?
+
+For one seed and one mask (FT: all windows, PT: the first ``pt_windows``), the real LE series
+``le`` ``(n_windows, n_weights)`` and the risk ``(n_windows,)`` give, per layer, the fraction
+of testable analysed weights the rule calls non-causal (corrected p >= alpha). The same
+fraction is computed for null LE series run through the same Granger kernel
+(`jaxprune.pipeline.granger_on_le`) and the same rule:
+
+* ``shuffle``: each weight's series permuted in time (seeded), destroying any temporal link;
+* ``surrogate``: IAAFT surrogates (iterative amplitude-adjusted Fourier transform, Schreiber &
+  Schmitz 1996) of each series: same value distribution exactly, power spectrum approximately;
+  the null "a linear stochastic process with this spectrum, seen through a monotone map";
+* ``crossseed``: the LE series of the same weight index in another seed's net against this
+  seed's risk (one draw per other seed).
+
+Each draw yields a null fraction per layer. The empirical p-value of the real mask is
+``(1 + #{draws with null fraction <= real fraction}) / (K + 1)``: how often a null draw is at
+least as causal as the real series (small p = the real series is more causal than the null).
+
+Cost: nulls run on a seeded sample of at most ``max_per_layer`` weights per layer (the real
+fraction uses every weight), every draw of every layer in ONE Granger call per draw (the jitted,
+chunked kernel; no Python loop over weights). Surrogates are generated for all sampled
+weights at once with ``jnp.fft``.
+
+The calibration record is the rejection rate of the chosen test at each lag, and of the
+min-over-lags rule, under the shuffle null: for an exact test every lag rejects ~alpha, and
+the min over L lags rejects up to ~1 - (1 - alpha)^L.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprune import prune
+from jaxprune.weights import KernelLayout
+
+CONTROLS = ("shuffle", "surrogate", "crossseed")
+
+
+@dataclasses.dataclass(frozen=True)
+class NullConfig:
+    """Which null controls to run and how many draws (part of no mask: the masks, and a resumed
+    run's stage files, do not depend on it)."""
+
+    controls: tuple[str, ...] = CONTROLS
+    draws: int = 19
+    max_per_layer: int = 4096
+    iaaft_iterations: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "controls", tuple(self.controls))
+        bad = [c for c in self.controls if c not in CONTROLS]
+        if bad:
+            raise ValueError(f"unknown null control(s) {bad}; choose from {CONTROLS}")
+        if self.draws < 1:
+            raise ValueError(f"null draws must be >= 1, got {self.draws}")
+        if self.max_per_layer < 1:
+            raise ValueError(f"null max_per_layer must be >= 1, got {self.max_per_layer}")
+        if self.iaaft_iterations < 1:
+            raise ValueError("iaaft_iterations must be >= 1")
+
+
+def parse_controls(text: str) -> tuple[str, ...]:
+    """``"shuffle,surrogate"`` -> ``("shuffle", "surrogate")``; ``"none"`` -> ``()``."""
+    text = text.strip()
+    if text == "none":
+        return ()
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if n not in CONTROLS]
+    if bad or not names:
+        raise ValueError(f"--null takes a comma list of {', '.join(CONTROLS)}, or none; "
+                         f"got {text!r}")
+    return names
+
+
+# ------------------------------------------------------------------------------ null series
+def shuffle_series(le: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each column of ``le`` ``(n, w)`` permuted in time independently -> ``(n, w)``."""
+    le = np.asarray(le)
+    order = np.argsort(rng.random(le.shape), axis=0)
+    return np.take_along_axis(le, order, axis=0)
+
+
+@jax.jit
+def _iaaft_jit(x, start, iterations):
+    """x, start: (n, w) float64; returns the IAAFT surrogate (n, w)."""
+    sorted_vals = jnp.sort(x, axis=0)
+    amp = jnp.abs(jnp.fft.rfft(x, axis=0))
+    n = x.shape[0]
+
+    def rank_order(s):  # values of x in the rank order of s: exact value distribution
+        ranks = jnp.argsort(jnp.argsort(s, axis=0), axis=0)
+        return jnp.take_along_axis(sorted_vals, ranks, axis=0)
+
+    def body(_, s):
+        spec = jnp.fft.rfft(s, axis=0)
+        phase = spec / jnp.where(jnp.abs(spec) > 0, jnp.abs(spec), 1.0)
+        s = jnp.fft.irfft(amp * phase, n=n, axis=0)  # impose the spectrum
+        return rank_order(s)  # then the value distribution
+
+    return jax.lax.fori_loop(0, iterations, body, start)
+
+
+def iaaft(le: np.ndarray, rng: np.random.Generator, iterations: int = 10) -> np.ndarray:
+    """IAAFT surrogates of every column of ``le`` ``(n, w)`` (finite values) -> ``(n, w)``.
+
+    Starts from a random shuffle of each column and alternates (spectrum, then rank order)
+    `iterations` times; the last step is the rank ordering, so each column is an exact
+    permutation of the original values and its amplitude spectrum is close to the original's.
+    """
+    x = np.asarray(le, np.float64)
+    start = shuffle_series(x, rng)
+    with jax.enable_x64(True):
+        out = _iaaft_jit(jnp.asarray(x), jnp.asarray(start), int(iterations))
+        return np.asarray(out, np.float64)
+
+
+# ------------------------------------------------------------------------------ fractions
+def noncausal_flags(outcome, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(non-causal, testable) bool ``(n_weights,)`` of a `GrangerOutcome` under the config's
+    rule: corrected p (``cfg.correction``) >= ``cfg.alpha`` among the testable weights."""
+    testable = outcome.status == 0
+    p = outcome.pmin
+    if cfg.round_pvalues is not None:
+        p = prune.round_pvalues(p, cfg.round_pvalues)
+    p = prune.corrected_pvalues(p, correction=cfg.correction, lag_pvalues=outcome.lag_pvalues,
+                                n_lags=outcome.maxlag_used, family=testable)
+    with np.errstate(invalid="ignore"):
+        noncausal = testable & (p >= cfg.alpha)
+    return noncausal, testable
+
+
+def _fractions(noncausal, testable, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Per group of weight indices: #non-causal / #testable (NaN when none testable)."""
+    out = []
+    for g in groups:
+        t = int(testable[g].sum())
+        out.append(float(noncausal[g].sum()) / t if t else float("nan"))
+    return np.asarray(out)
+
+
+def sample_weights(layout: KernelLayout, layers, max_per_layer: int, seed: int
+                   ) -> list[np.ndarray]:
+    """Per analysed layer, a sorted seeded sample of at most `max_per_layer` flat indices."""
+    rng = np.random.default_rng([seed, 0x4E55])
+    analysed = prune.analysed_weights(layout, layers)
+    out = []
+    for i in range(layout.n_layers):
+        cand = np.flatnonzero(analysed[layout.layer_slice(i)]) + layout.offsets[i]
+        if cand.size > max_per_layer:
+            cand = np.sort(rng.choice(cand, size=max_per_layer, replace=False))
+        out.append(cand)
+    return out
+
+
+def _prepare(le: np.ndarray, fill: float) -> np.ndarray:
+    """Fill NaN windows as the real test does, but keep all-NaN columns all-NaN (untestable)."""
+    le = np.asarray(le, np.float64)
+    undefined = np.all(np.isnan(le), axis=0)
+    x = np.where(np.isnan(le), fill, le)
+    x[:, undefined] = np.nan
+    return x
+
+
+def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, ncfg: NullConfig,
+                  *, seed: int, mask: str, real_outcome, other_le: Sequence[np.ndarray] = (),
+                  calibration: bool = False) -> tuple[list[dict], dict | None]:
+    """Null-control records for one seed and one mask.
+
+    le: ``(n, n_weights)`` the real LE series of the mask's windows; risk ``(n,)``;
+    real_outcome: the `GrangerOutcome` of the real series (the mask's own);
+    other_le: LE series ``(n, n_weights)`` of the other seeds (crossseed draws).
+    Returns (records with keys seed, mask, layer, control, real_fraction, null_fraction,
+    p_value, plus draws / null_fraction_sd / null_fractions / n_sampled), and the calibration
+    dict (when `calibration`: per-lag rejection rates under the shuffle null) or None.
+    """
+    from jaxprune.pipeline import granger_on_le
+
+    groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1])
+                  for i in range(layout.n_layers)]
+    analysed = prune.analysed_weights(layout, cfg.layers)
+    groups_all = [g[analysed[g]] for g in groups_all]
+    nc, tb = noncausal_flags(real_outcome, cfg)
+    real = _fractions(nc, tb, groups_all)
+
+    samples = sample_weights(layout, cfg.layers, ncfg.max_per_layer, seed)
+    idx = np.concatenate(samples)
+    # positions of each layer's sample within the concatenated sample axis
+    bounds = np.cumsum([0] + [s.size for s in samples])
+    local = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(samples))]
+    x_real = _prepare(le[:, idx], cfg.nan_fill)
+    records, calib = [], None
+    for control in ncfg.controls:
+        if control == "crossseed":
+            draws = [_prepare(o[: le.shape[0], idx], cfg.nan_fill) for o in other_le]
+            if not draws:
+                continue  # needs >= 2 seeds
+        else:
+            rng = np.random.default_rng([seed, CONTROLS.index(control), 0xC0DE,
+                                         0 if mask == "legcnet_ft" else 1])
+            draws = None
+        fractions, lag_reject, min_reject, n_tested = [], 0.0, 0.0, 0
+        k = len(draws) if draws is not None else ncfg.draws
+        t0 = time.perf_counter()
+        for j in range(k):
+            if draws is not None:
+                x = draws[j]
+            elif control == "shuffle":
+                x = shuffle_series(x_real, rng)
+            else:
+                x = _surrogates(x_real, rng, ncfg.iaaft_iterations)
+            out = granger_on_le(x, risk, cfg)  # every sampled weight in one kernel call
+            nc_n, tb_n = noncausal_flags(out, cfg)
+            fractions.append(_fractions(nc_n, tb_n, local))
+            if calibration and control == "shuffle":
+                ok = out.status == 0
+                with np.errstate(invalid="ignore"):
+                    lag_reject = lag_reject + np.sum(out.lag_pvalues[ok] < cfg.alpha, axis=0)
+                    min_reject += float(np.sum(out.pmin[ok] < cfg.alpha))
+                n_tested += int(ok.sum())
+        fractions = np.asarray(fractions)  # (k, n_layers)
+        seconds = time.perf_counter() - t0
+        for i in range(layout.n_layers):
+            if not groups_all[i].size:
+                continue  # layer outside the analysed set
+            f = fractions[:, i]
+            p = (1 + int(np.sum(f <= real[i]))) / (k + 1) if np.isfinite(real[i]) else None
+            records.append({
+                "seed": int(seed), "mask": mask, "layer": i, "control": control,
+                "real_fraction": _num(real[i]), "null_fraction": _num(np.nanmean(f)),
+                "p_value": p, "draws": int(k), "null_fraction_sd": _num(np.nanstd(f)),
+                "null_fractions": [_num(v) for v in f], "n_sampled": int(samples[i].size),
+                "seconds": seconds,
+            })
+        if calibration and control == "shuffle" and n_tested:
+            calib = {"seed": int(seed), "mask": mask, "test": cfg.test, "alpha": cfg.alpha,
+                     "lag_rejection": [float(v) / n_tested for v in np.atleast_1d(lag_reject)],
+                     "min_p_rejection": min_reject / n_tested, "n_series": n_tested}
+    return records, calib
+
+
+def _surrogates(x: np.ndarray, rng, iterations: int) -> np.ndarray:
+    """IAAFT of the defined columns; all-NaN (untestable) columns stay NaN."""
+    out = np.full_like(x, np.nan)
+    ok = ~np.all(np.isnan(x), axis=0)
+    if ok.any():
+        out[:, ok] = iaaft(x[:, ok], rng, iterations)
+    return out
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def verdict(records: Sequence[dict], level: float = 0.05) -> list[str]:
+    """One plain sentence per (mask, control): is the real mask distinguishable from the null?
+
+    Pools seeds and layers. A layer of a seed is distinguishable when its empirical p <= `level`.
+    When the draws cannot reach `level` (p >= 1 / (draws + 1) > level: crossseed with few seeds,
+    or few draws) the sentence says the question cannot be decided at that level, and in how
+    many cases the real fraction lies below the null mean."""
+    by = {}
+    for r in records:
+        by.setdefault((r["mask"], r["control"]), []).append(r)
+    lines = []
+    for (mask, control), rs in sorted(by.items()):
+        rs = [r for r in rs if r["p_value"] is not None]
+        if not rs:
+            continue
+        ps = [r["p_value"] for r in rs]
+        real = float(np.nanmean([r["real_fraction"] for r in rs]))
+        null = float(np.nanmean([r["null_fraction"] for r in rs]))
+        below = sum(r["real_fraction"] < r["null_fraction"] for r in rs)
+        detail = (f"mean non-causal fraction {real:.3f} real vs {null:.3f} null; real below the "
+                  f"null in {below} of {len(rs)} layer/seed cases; min empirical p {min(ps):.3g}")
+        k = max(r["draws"] for r in rs)
+        if 1 / (k + 1) > level:
+            lines.append(f"{mask}: {control} null: cannot be decided at p <= {level:g} with "
+                         f"{k} draw(s) (p >= {1 / (k + 1):.3g}) ({detail}).")
+            continue
+        n_sig = sum(p <= level * (1 + 1e-9) for p in ps)
+        if n_sig == len(ps):
+            what = "distinguishable from"
+        elif n_sig == 0:
+            what = "INDISTINGUISHABLE from"
+        else:
+            what = f"only partly distinguishable ({n_sig} of {len(ps)} layer/seed cases) from"
+        lines.append(f"{mask}: the real mask is {what} the {control} null ({detail}).")
+    return lines

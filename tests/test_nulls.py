@@ -1,0 +1,161 @@
+"""Null controls: planted causes are told apart from the nulls, pure noise is not; IAAFT keeps
+the value distribution exactly and the spectrum approximately; one kernel call per draw."""
+import numpy as np
+import pytest
+
+from jaxprune import nulls, pipeline
+from jaxprune.models import init_mlp
+from jaxprune.pipeline import LegcnetConfig, granger_on_le
+from jaxprune.weights import kernel_layout
+
+CFG = LegcnetConfig(maxlag=4)
+N = 120  # windows
+_, PARAMS = init_mlp((4, 6, 3), seed=0)  # 24 + 18 = 42 weights in two layers
+LAYOUT = kernel_layout(PARAMS)
+
+
+def _planted(seed: int, lag: int = 2):
+    """LE series AR(1)-like per weight; risk driven by their mean `lag` windows earlier."""
+    rng = np.random.default_rng(seed)
+    le = rng.standard_normal((N, LAYOUT.n_weights))
+    common = rng.standard_normal(N)
+    le = 0.3 * le + common[:, None]  # every weight carries the driving signal
+    risk = np.zeros(N)
+    risk[lag:] = 0.8 * common[:-lag]
+    risk += 0.2 * rng.standard_normal(N)
+    return le, risk
+
+
+def _controls(le, risk, other=(), draws=9, **kw):
+    real = granger_on_le(le, risk, CFG)
+    return nulls.null_controls(le, risk, CFG, LAYOUT, nulls.NullConfig(draws=draws, **kw),
+                               seed=0, mask="legcnet_ft", real_outcome=real, other_le=other,
+                               calibration=True)
+
+
+def test_planted_cause_is_far_from_every_null():
+    le, risk = _planted(1)
+    other = [_planted(s)[0] for s in (2, 3)]  # other "seeds": their own driving signal
+    recs, calib = _controls(le, risk, other, draws=19)
+    assert {r["control"] for r in recs} == {"shuffle", "surrogate", "crossseed"}
+    for r in recs:
+        assert set(nulls_keys()) <= set(r)
+        assert r["real_fraction"] == 0.0  # every weight causes the risk
+        assert r["null_fraction"] > 0.4, r
+        k = r["draws"]
+        assert r["p_value"] == pytest.approx(1 / (k + 1))  # no draw as causal as the real
+    assert calib["n_series"] == 19 * LAYOUT.n_weights and len(calib["lag_rejection"]) == 4
+    text = " ".join(nulls.verdict(recs))
+    assert "is distinguishable from the shuffle null" in text
+    assert "is distinguishable from the surrogate null" in text
+    # two other seeds: p >= 1/3, the crossseed question cannot be decided at 0.05
+    assert "crossseed null: cannot be decided" in text
+
+
+def nulls_keys():
+    return ("seed", "mask", "layer", "control", "real_fraction", "null_fraction", "p_value")
+
+
+def test_pure_noise_is_not_distinguishable():
+    rng = np.random.default_rng(5)
+    le = rng.standard_normal((N, LAYOUT.n_weights))
+    risk = rng.standard_normal(N)
+    other = [rng.standard_normal((N, LAYOUT.n_weights)) for _ in range(2)]
+    recs, calib = _controls(le, risk, other, draws=19)
+    for r in recs:
+        assert abs(r["real_fraction"] - r["null_fraction"]) < 0.25, r
+    # pooled over layers and controls the p-values are not small
+    assert min(r["p_value"] for r in recs if r["control"] != "crossseed") > 0.05
+    assert "INDISTINGUISHABLE" in " ".join(nulls.verdict(recs))
+    # calibration: iid noise, the chi2 test at lag 1 rejects roughly alpha; the min over 4 lags
+    # rejects more than any single lag
+    assert 0.0 < calib["lag_rejection"][0] < 0.15
+    assert calib["min_p_rejection"] >= max(calib["lag_rejection"])
+
+
+def test_empirical_p_value_formula(monkeypatch):
+    """p = (1 + #{null fraction <= real}) / (K + 1): with nulls at known fractions."""
+    le, risk = _planted(1)
+    fractions = iter([0.0, 1.0, 1.0, 0.0, 1.0])  # layer-0 null fraction per draw
+    real = granger_on_le(le, risk, CFG)
+
+    def fake(x, y, cfg):
+        out = granger_on_le(x, y, cfg)
+        f = next(fractions)
+        p = np.where(np.arange(x.shape[1]) < 24, 0.5 if f == 1.0 else 0.001, out.pmin)
+        return pipeline.GrangerOutcome(p, out.lag_pvalues, out.status, out.maxlag_used,
+                                       out.n_windows, out.min_statistic)
+
+    monkeypatch.setattr(pipeline, "granger_on_le", fake)
+    recs, _ = nulls.null_controls(le, risk, CFG, LAYOUT,
+                                  nulls.NullConfig(controls=("shuffle",), draws=5),
+                                  seed=0, mask="legcnet_ft", real_outcome=real)
+    layer0 = next(r for r in recs if r["layer"] == 0)
+    assert layer0["real_fraction"] == 0.0 and layer0["null_fractions"] == [0, 1, 1, 0, 1]
+    assert layer0["p_value"] == pytest.approx((1 + 2) / 6)
+
+
+def test_one_kernel_call_per_draw_not_per_weight(monkeypatch):
+    le, risk = _planted(1)
+    real = granger_on_le(le, risk, CFG)
+    calls = []
+
+    def counting(x, y, cfg):
+        calls.append(x.shape)
+        return granger_on_le(x, y, cfg)
+
+    monkeypatch.setattr(pipeline, "granger_on_le", counting)
+    nulls.null_controls(le, risk, CFG, LAYOUT,
+                        nulls.NullConfig(controls=("shuffle", "surrogate"), draws=4,
+                                         max_per_layer=10),
+                        seed=0, mask="legcnet_ft", real_outcome=real)
+    assert len(calls) == 8  # 2 controls x 4 draws, each with every sampled weight
+    assert all(shape == (N, 20) for shape in calls)  # 10 sampled per layer, both layers
+
+
+def test_iaaft_keeps_values_exactly_and_spectrum_approximately():
+    rng = np.random.default_rng(0)
+    n, w = 256, 6
+    x = np.zeros((n, w))
+    e = rng.standard_normal((n, w))
+    for t in range(1, n):  # AR(1), a strongly coloured spectrum
+        x[t] = 0.9 * x[t - 1] + e[t]
+    x = np.exp(x / 3)  # and a skewed value distribution
+    s = nulls.iaaft(x, np.random.default_rng(1), iterations=30)
+    np.testing.assert_array_equal(np.sort(s, axis=0), np.sort(x, axis=0))
+    assert not np.allclose(s, x)
+    amp_x = np.abs(np.fft.rfft(x - x.mean(0), axis=0))[1:]
+    amp_s = np.abs(np.fft.rfft(s - s.mean(0), axis=0))[1:]
+    shuffled = nulls.shuffle_series(x, np.random.default_rng(2))
+    amp_sh = np.abs(np.fft.rfft(shuffled - shuffled.mean(0), axis=0))[1:]
+    err_s = np.linalg.norm(amp_s - amp_x) / np.linalg.norm(amp_x)
+    err_sh = np.linalg.norm(amp_sh - amp_x) / np.linalg.norm(amp_x)
+    assert err_s < 0.2 and err_s < 0.4 * err_sh  # a shuffle whitens the spectrum, IAAFT not
+    # seeded
+    np.testing.assert_array_equal(s, nulls.iaaft(x, np.random.default_rng(1), iterations=30))
+
+
+def test_shuffle_is_a_seeded_permutation_and_untestable_columns_stay_nan():
+    x = np.arange(40.0).reshape(10, 4)
+    a = nulls.shuffle_series(x, np.random.default_rng(3))
+    np.testing.assert_array_equal(np.sort(a, axis=0), x)
+    assert not np.array_equal(a, x)
+    np.testing.assert_array_equal(a, nulls.shuffle_series(x, np.random.default_rng(3)))
+    y = x.copy()
+    y[:, 1] = np.nan
+    y[2, 0] = np.nan
+    p = nulls._prepare(y, 0.0)
+    assert np.all(np.isnan(p[:, 1])) and p[2, 0] == 0.0
+    assert np.all(np.isnan(nulls._surrogates(p, np.random.default_rng(0), 3)[:, 1]))
+
+
+def test_config_and_flag_errors():
+    assert nulls.parse_controls("none") == ()
+    assert nulls.parse_controls("shuffle, crossseed") == ("shuffle", "crossseed")
+    for bad in ("", "shufle", "shuffle,bogus"):
+        with pytest.raises(ValueError, match="--null"):
+            nulls.parse_controls(bad)
+    with pytest.raises(ValueError, match="draws"):
+        nulls.NullConfig(draws=0)
+    with pytest.raises(ValueError, match="unknown"):
+        nulls.NullConfig(controls=("x",))
