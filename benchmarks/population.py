@@ -87,9 +87,9 @@ def main():
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     a = ap.parse_args()
     ds = data.load_dataset("mnist5k", seed=0)
-    # a threshold above 1 is never reached: every net trains exactly --epochs epochs
+    # a threshold of 1 is not reached in these few epochs: every net trains --epochs epochs
     cfg = pipeline.preset("mnist5k", quick=True).replace(max_retrain_epochs=a.epochs,
-                                                          target_accuracy=1.5)
+                                                          target_accuracy=1.0)
     env = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
            "device": str(jax.devices()[0]), "load_average": os.getloadavg()}
     print(f"cpu: {env['cpu']}, cores: {env['cores']}, jax {env['jax']}, device {env['device']}, "

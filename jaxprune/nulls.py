@@ -214,7 +214,8 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
                 x = shuffle_series(x_real, rng)
             else:
                 x = _surrogates(x_real, rng, ncfg.iaaft_iterations)
-            out = granger_on_le(x, risk, cfg)  # every sampled weight in one kernel call
+            # every sampled weight in one kernel call, on this process's devices
+            out = granger_on_le(x, risk, cfg, local=True)
             nc_n, tb_n = noncausal_flags(out, cfg)
             fractions.append(_fractions(nc_n, tb_n, local))
             if calibration and control == "shuffle":

@@ -253,7 +253,8 @@ class GrangerOutcome:
 LE_UNDEFINED = 100  # status offset: the weight's LE series was all NaN (it never moved)
 
 
-def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> GrangerOutcome:
+def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig, *,
+                  local: bool = False) -> GrangerOutcome:
     """Granger-test every weight's LE series (``le``: ``(n_windows, n_weights)``) against
     ``risk`` (``(n_windows,)``), in float64 whatever the LE mode (float32 statistics are off by
     ~1e-4 relative, and not faster on CPU: README, Speed).
@@ -261,12 +262,15 @@ def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> Grang
     NaN windows (no Lyapunov estimate) are filled with ``cfg.nan_fill`` (the original: 0); a
     series that is NaN in every window is untestable (status ``LE_UNDEFINED``). maxlag is capped
     to what ``n_windows`` allows (`effective_maxlag`); the cap is returned.
+    local: keep the computation on this process's devices (several processes: the null
+    controls, whose calls the processes need not make in step).
     """
     with jax.enable_x64(True):
-        return _granger_on_le(le, risk, cfg)
+        return _granger_on_le(le, risk, cfg, local)
 
 
-def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> GrangerOutcome:
+def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig,
+                   local: bool = False) -> GrangerOutcome:
     le = np.asarray(le, np.float64)
     risk = np.asarray(risk, np.float64)
     n, n_w = le.shape
@@ -293,7 +297,11 @@ def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig) -> Gran
         lag_p = np.full((n_w, maxlag), np.nan)
         min_stat = pmin
     else:
-        if _use_sharding(cfg) and y.ndim == 1:
+        local = local and jax.process_count() > 1
+        if local:
+            res = granger_mod.granger_tests(y, jax.device_put(jnp.asarray(x), jax.local_devices()[0]),
+                                            maxlag=maxlag)
+        elif _use_sharding(cfg) and y.ndim == 1:
             res = sharding.sharded_granger_tests(y, np.asarray(x), maxlag=maxlag,
                                                  memory_budget_bytes=_budget_bytes(cfg))
         else:

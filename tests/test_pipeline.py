@@ -337,7 +337,7 @@ def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, 
     assert len(steps) >= 2  # an earlier epoch's checkpoint is kept: retraining resumes from it
     shutil.rmtree(ckpt / str(steps[-1]))
     before = {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")}
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match="another run: config.alpha=0.05 there, config.alpha=0.01"):
         run(_iris, CFG.replace(alpha=0.01), [0, 1], part, resume=True)
     assert not (seed1 / "retrain_random.json").exists()
     resumed = run(_iris, CFG, [0, 1], part, resume=True, checkpoint_every_s=0.0)

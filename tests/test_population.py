@@ -83,7 +83,7 @@ def four_devices(four_devices_proc):
 @pytest.fixture(scope="module")
 def setup(four_devices_proc):
     ds = data.load_dataset("digits", seed=0)
-    cfg = pipeline.LegcnetConfig(train=TCFG, max_retrain_epochs=TCFG.epochs, target_accuracy=2.0)
+    cfg = pipeline.LegcnetConfig(train=TCFG, max_retrain_epochs=TCFG.epochs, target_accuracy=1.0)
     inits = [_f64(pipeline._init_params(ds, cfg, s)[1]) for s in SEEDS]
     masks = [prune.random_mask(inits[i], SPARSITY[i], seed=100 + i) for i in range(len(SEEDS))]
     masks = [jax.tree.map(np.asarray, m) for m in masks]
