@@ -371,13 +371,16 @@ def evaluate_record(trainer: Trainer, params, mask, dataset) -> dict:
 
 def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None = None,
             checkpoint_dir=None, resume=False, progress=False, desc="retrain",
-            checkpoint_every_s: float = 30.0) -> tuple[dict, Any, dict]:
+            checkpoint_every_s: float = 30.0,
+            epoch_fn_cache: dict | None = None) -> tuple[dict, Any, dict]:
     """Train from `init_params` with `mask` applied (pruned weights stay exactly 0) until the
     training accuracy reaches ``cfg.target_accuracy`` or ``cfg.retrain_epochs`` pass.
 
     seed: the run's seed (fixes the batch order, as for the dense net); None keeps
     ``cfg.train.seed``. Returns (record, params, history) with history the per-epoch
-    ``train_accuracy`` / ``loss`` lists of `Trainer.fit`.
+    ``train_accuracy`` / ``loss`` lists of `Trainer.fit`. epoch_fn_cache: a dict shared by the
+    retrainings of one seed, so they run one compiled epoch (the mask is data in the optimizer
+    state; see `Trainer`).
     """
     from jaxprune.train import make_optimizer
 
@@ -387,7 +390,7 @@ def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None 
         tcfg, dataset.x_train, dataset.y_train, n_classes=dataset.n_classes,
         x_test=dataset.x_test, y_test=dataset.y_test, tx=tx,
         init_params=prune.apply_mask(init_params, mask), checkpoint_dir=checkpoint_dir,
-        checkpoint_every_s=checkpoint_every_s,
+        checkpoint_every_s=checkpoint_every_s, epoch_fn_cache=epoch_fn_cache,
     )
     t0 = time.perf_counter()
     try:
@@ -578,6 +581,7 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
     init_params = load_params(dense, params_like, "init")
 
     records = []
+    compiled: dict = {}  # the seed's retrainings share one compiled epoch
     for name, mask in analysis["masks"].items():
         rec_path = seed_dir / f"retrain_{name}.json"
         rec = _json_load(rec_path) if resume else None
@@ -588,7 +592,7 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
                 dataset, cfg, init_params, mask, seed=seed,
                 checkpoint_dir=seed_dir / f"ckpt_retrain_{name}", resume=resume,
                 progress=progress, desc=f"seed {seed} {name}",
-                checkpoint_every_s=checkpoint_every_s)
+                checkpoint_every_s=checkpoint_every_s, epoch_fn_cache=compiled)
             # the sparse net's kernels and per-epoch curves, for the spectra and the figures
             rundir.save_retrained(out_dir, seed, name, params, history, rec)
             baseline = name.split("_")[0] in ("random", "magnitude")

@@ -25,6 +25,7 @@ checkpoint continues bit for bit as the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -384,6 +385,10 @@ class Trainer:
       checkpoint_every_s: save at the first epoch end at least this many seconds after the last
         save, and always at the last epoch (0: every epoch). A save costs ~0.1-0.3 s, more than a
         small net's epoch; a resumed run is identical whichever epoch it resumes from.
+      epoch_fn_cache: a dict shared by trainers whose optimizers differ only in data their state
+        carries (`jaxprune.prune.masked` masks): trainers of the same widths, config and training
+        size then reuse one compiled epoch instead of compiling their own (the retraining of a
+        seed's masks compiles once). Only for trainers without a `window_fn`.
     """
 
     def __init__(
@@ -403,6 +408,7 @@ class Trainer:
         keep_trajectory: str | os.PathLike | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every_s: float = 30.0,
+        epoch_fn_cache: dict | None = None,
     ):
         x_train = np.asarray(x_train)
         y_train = np.asarray(y_train)
@@ -436,15 +442,23 @@ class Trainer:
         self.keep_trajectory = None if keep_trajectory is None else Path(keep_trajectory)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir).absolute()
         self.checkpoint_every_s = float(checkpoint_every_s)
-        self._epoch_fn = make_epoch_fn(
-            self.apply,
-            self.tx,
-            config,
-            self.n_train,
-            window_fn=window_fn,
-            record_trajectory=self.keep_trajectory is not None,
-        )
-        self._accuracy = jax.jit(lambda p, x, y: accuracy(self.apply, p, x, y))
+        record = self.keep_trajectory is not None
+        key = None
+        if epoch_fn_cache is not None:
+            if window_fn is not None:
+                raise ValueError("epoch_fn_cache serves trainers without a window_fn")
+            key = (self.widths, json.dumps(config.to_dict(), sort_keys=True), self.n_train, record)
+        if key is not None and key in epoch_fn_cache:
+            # same architecture, config and data size: the compiled epoch is reused; the
+            # optimizers differ only in data their state carries (e.g. prune.masked's mask)
+            self._epoch_fn, self._accuracy = epoch_fn_cache[key]
+        else:
+            self._epoch_fn = make_epoch_fn(self.apply, self.tx, config, self.n_train,
+                                           window_fn=window_fn, record_trajectory=record)
+            apply = self.apply
+            self._accuracy = jax.jit(lambda p, x, y: accuracy(apply, p, x, y))
+            if key is not None:
+                epoch_fn_cache[key] = (self._epoch_fn, self._accuracy)
 
     # ----------------------------------------------------------------- state
     @property

@@ -211,3 +211,36 @@ def test_window_end_steps_agree_with_the_lyapunov_module():
             lyapunov.window_end_steps(7, window, stride), window_end_steps(7, window, stride))
     # the paper's formula for its 50 / 45 windows
     np.testing.assert_array_equal(window_end_steps(4, 50, 45), [int(50 * 0.9 * (k + 1) + 5) for k in range(4)])
+
+
+def test_masked_retrainings_share_one_compiled_epoch():
+    """Trainers whose optimizers differ only in the mask (data in the optimizer state) reuse one
+    compiled epoch through `epoch_fn_cache`, with results bit-identical to compiling their own;
+    another config gets its own entry, and a window_fn is refused."""
+    from jaxprune import prune
+
+    init = _trainer().init_params
+    rng = np.random.default_rng(0)
+    masks = [jax.tree.map(lambda a: rng.random(np.shape(a)) > s, init) for s in (0.2, 0.6)]
+    cache: dict = {}
+    shared, own = [], []
+    for m in masks:
+        tx = prune.masked(optax.sgd(CFG.learning_rate), m)
+        t = _trainer(tx=tx, init_params=prune.apply_mask(init, m), epoch_fn_cache=cache)
+        shared.append((t, t.fit(epochs=3)))
+        own.append(_trainer(tx=prune.masked(optax.sgd(CFG.learning_rate), m),
+                            init_params=prune.apply_mask(init, m)).fit(epochs=3))
+    assert len(cache) == 1
+    fn = shared[0][0]._epoch_fn
+    assert shared[1][0]._epoch_fn is fn and fn._cache_size() == 1  # compiled once for both
+    for (_, a), b, m in zip(shared, own, masks):
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        flat = flatten_kernels(a.params)
+        assert np.all(np.asarray(flat)[~np.asarray(flatten_kernels(m))] == 0)
+    assert not np.array_equal(np.asarray(flatten_kernels(shared[0][1].params)),
+                              np.asarray(flatten_kernels(shared[1][1].params)))
+    _trainer(config=CFG.replace(learning_rate=0.1), epoch_fn_cache=cache)
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="window_fn"):
+        _trainer(window_fn=lambda w: w, epoch_fn_cache=cache)
