@@ -59,6 +59,7 @@ Degenerate input (per series, never an exception inside a batch): see :class:`St
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import math
@@ -74,6 +75,7 @@ from jaxprune._linalg import cholesky_bm, lagged_gram_bl, qr_r_bm, tri_inv_lower
 
 __all__ = [
     "Status",
+    "GrangerParams",
     "TestResult",
     "GrangerResult",
     "granger_tests",
@@ -107,6 +109,31 @@ class Status(enum.IntEnum):
     CONSTANT = 2
     COLLINEAR = 3
     PERFECT_FIT = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class GrangerParams:
+    """The Granger settings as one hashable value (usable as one static ``jax.jit`` argument).
+
+    maxlag: lags 1..maxlag are tested (int >= 1; :func:`granger_tests` also needs the series
+      length n > 3 * maxlag + 1). Default 14, the paper's.
+    test: the statistic whose minimum p-value over lags decides (:func:`min_pvalue`), one of
+      ``TESTS``; default "ssr_chi2test", the paper's.
+
+    :func:`granger_tests` takes ``params=GrangerParams(...)`` as an alternative to ``maxlag=``
+    (giving both is an error); :func:`min_pvalue` takes it as an alternative to ``test=``.
+    """
+
+    maxlag: int = 14
+    test: str = "ssr_chi2test"
+
+    def __post_init__(self):
+        if isinstance(self.maxlag, bool) or not isinstance(self.maxlag, (int, np.integer)):
+            raise TypeError(f"maxlag must be an int, got {type(self.maxlag).__name__}")
+        if self.maxlag < 1:
+            raise ValueError(f"maxlag must be >= 1, got {self.maxlag}")
+        if self.test not in TESTS:
+            raise ValueError(f"test must be one of {TESTS}, got {self.test!r}")
 
 
 class TestResult(NamedTuple):
@@ -469,7 +496,7 @@ def _is_concrete(a):
     return not isinstance(a, jax.core.Tracer)
 
 
-def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
+def granger_tests(y, x, *, maxlag=None, chunk_size=256, collinear_tol=None, params=None):
     """Granger non-causality tests "x does not cause y" for a batch of candidate causes.
 
     Equivalent, per series, to ``statsmodels.tsa.stattools.grangercausalitytests(
@@ -480,10 +507,11 @@ def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
         with the same leading shape as x. Must be finite (ValueError when concrete).
       x: the candidate causes (LE series, one per weight), shape (..., n).
       maxlag: static int >= 1 with n > 3 * maxlag + 1 (statsmodels' limit, df_u >= 1 at the
-        largest lag); checked before any device work.
+        largest lag); checked before any device work. Required unless ``params`` is given.
       chunk_size: weights per chunk (static); bounds memory, results do not depend on it.
       collinear_tol: relative pivot threshold for COLLINEAR; default 1e-10 (float64),
         1e-4 (float32).
+      params: a :class:`GrangerParams` instead of ``maxlag`` (its ``test`` is not used here).
 
     Returns:
       :class:`GrangerResult`; statistics and p-values (..., maxlag) in the input float dtype,
@@ -492,6 +520,14 @@ def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
     jit: traceable with static ``maxlag`` / ``chunk_size``; value checks (finite y) are only
     done on concrete inputs, inside a trace a non-finite y gives status NONFINITE instead.
     """
+    if params is not None:
+        if not isinstance(params, GrangerParams):
+            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
+        if maxlag is not None:
+            raise TypeError("granger_tests: give either params= or maxlag=, not both")
+        maxlag = params.maxlag
+    elif maxlag is None:
+        raise TypeError("granger_tests: maxlag= (or params=GrangerParams(...)) is required")
     if isinstance(maxlag, bool) or not isinstance(maxlag, (int, np.integer)):
         raise TypeError(f"maxlag must be an int, got {type(maxlag).__name__}")
     maxlag = int(maxlag)
@@ -552,20 +588,30 @@ def _reshape_result(res, batch):
     )
 
 
-def min_pvalue(result, test="ssr_chi2test", *, round_decimals=None, invalid=None):
+def min_pvalue(result, test=None, *, round_decimals=None, invalid=None, params=None):
     """The paper's decision statistic: the minimum p-value over lags, per series.
 
     Args:
       result: :class:`GrangerResult`.
-      test: one of "ssr_ftest", "ssr_chi2test" (the paper's), "lrtest", "params_ftest".
+      test: one of "ssr_ftest", "ssr_chi2test" (the paper's, the default), "lrtest",
+        "params_ftest".
       round_decimals: e.g. 4 to round p-values before the minimum as the original notebook did
         (reproduction only; it turns p < 5e-5 into 0).
       invalid: None keeps NaN for series whose status is not OK (policy-neutral); a float fills
         them (0.0 reproduces the original "keep the weight when the test fails", 1.0 "prune").
+      params: a :class:`GrangerParams` whose ``test`` is used instead of ``test`` (not both).
 
     Returns:
       (pmin, lag): pmin (...) float, lag (...) int32 the 1-based lag attaining it (0 if invalid).
     """
+    if params is not None:
+        if not isinstance(params, GrangerParams):
+            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
+        if test is not None:
+            raise TypeError("min_pvalue: give either params= or test=, not both")
+        test = params.test
+    elif test is None:
+        test = "ssr_chi2test"
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     p = getattr(result, test).pvalue

@@ -89,6 +89,7 @@ windows of 50 in float64): lower ``chunk_size`` to bound it. Results do not depe
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import functools
 from typing import NamedTuple
@@ -101,8 +102,9 @@ from jax import lax
 from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
 
 __all__ = [
-    "Status", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "windowed_le_update",
-    "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6", "quantize_f6_jax",
+    "Status", "LyapunovParams", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "window_le",
+    "windowed_le_update", "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6",
+    "quantize_f6_jax",
 ]
 
 
@@ -138,6 +140,64 @@ class WindowedLE(NamedTuple):
     le: np.ndarray
     end_steps: np.ndarray
     status: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class LyapunovParams:
+    """The settings of TISEAN ``lyap_r -m m -d d -t theiler -s s -r r`` as one hashable value.
+
+    Frozen (hashable, compared by value), so it can be one static argument of ``jax.jit``
+    (``static_argnames="params"``). Every kernel takes ``params=LyapunovParams(...)`` as an
+    alternative to the loose keywords ``m=, d=, t=, s=, r=, quantize=`` (``theiler`` is the
+    keyword ``t``); giving both is an error. Defaults are the paper's ``lyap_r -m2 -d1 -s20
+    -r20``; ``r=None`` is TISEAN's own default neighbourhood (interval / 1000).
+
+    m: embedding dimension >= 1. d: delay >= 1. theiler: Theiler window >= 0 (``-t``).
+    s: number of iterations >= 0 (``S`` has s + 1 entries). r: neighbourhood in data units
+    (finite, > 0) or None. quantize: apply MATLAB ``%f`` quantisation to the inputs first.
+    """
+
+    m: int = 2
+    d: int = 1
+    theiler: int = 0
+    s: int = 20
+    r: float | None = 20.0
+    quantize: bool = False
+
+    def __post_init__(self):
+        _check_static(self.m, self.d, self.theiler, self.s, self.r)
+        if not isinstance(self.quantize, (bool, np.bool_)):
+            raise TypeError(f"quantize must be a bool, got {type(self.quantize).__name__}")
+
+
+class _Unset:
+    """Marks a keyword the caller did not pass (so ``params=`` plus a keyword can be refused)."""
+
+    def __repr__(self):
+        return "<default>"
+
+
+_UNSET = _Unset()
+
+
+def _settings(fn: str, params, defaults: dict, **given) -> dict:
+    """The kernel keywords ``m, d, t, s, r, quantize`` from ``params`` or the loose keywords.
+
+    given: the keywords as passed (``_UNSET`` where omitted); defaults: the function's own
+    defaults for the omitted ones. Raises when both ``params`` and a keyword are given.
+    """
+    passed = sorted(k for k, v in given.items() if v is not _UNSET)
+    if params is None:
+        return {k: (defaults[k] if v is _UNSET else v) for k, v in given.items()}
+    if not isinstance(params, LyapunovParams):
+        raise TypeError(f"{fn}: params must be a LyapunovParams, got {type(params).__name__}")
+    if passed:
+        raise TypeError(f"{fn}: give either params= or the keywords {', '.join(passed)}, not both")
+    return dict(m=params.m, d=params.d, t=params.theiler, s=params.s, r=params.r,
+                quantize=bool(params.quantize))
+
+
+_KW_DEFAULTS = dict(m=2, d=1, t=0, s=20, r=20.0, quantize=False)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -409,17 +469,25 @@ def _default_chunk(L, m, d, s, t):
     return int(max(1, min(4096, (1 << 22) // per)))
 
 
-def lyap_r(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float | None = None,
-           quantize: bool = False, chunk_size: int | None = None) -> LyapResult:
+def lyap_r(x, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
+           r: float | None = _UNSET, quantize: bool = _UNSET, chunk_size: int | None = None,
+           params: LyapunovParams | None = None) -> LyapResult:
     """TISEAN ``lyap_r -m m -d d -t t -s s [-r r]`` on every series of x.
+
+    Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
+    s=20, r=None, quantize=False``; note r=None here, TISEAN's default), not both.
 
     x: (..., L) float64 (parity mode, needs x64) or float32 (fast mode); a NumPy or JAX array.
     r: neighbourhood in data units (``-r``) or None (TISEAN's default, interval / 1000).
     quantize: apply MATLAB ``%f`` quantisation first (see :func:`quantize_f6_jax`).
     chunk_size: series per ``lax.map`` step (memory bound, see module docstring); results do not
     depend on it. Returns a :class:`LyapResult` of JAX arrays. jit-able with the keyword
-    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``).
+    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``) or with ``params`` as
+    one static argument (``jax.jit(f, static_argnames="params")``).
     """
+    kw = _settings("lyap_r", params, dict(_KW_DEFAULTS, r=None), m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     dtype = _resolve_dtype(x)
     x = jnp.asarray(x, dtype)
@@ -736,10 +804,15 @@ def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
     return slope.reshape(nw, C), status.reshape(nw, C), easy
 
 
-def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1, t: int = 0,
-                s: int = 20, r: float | None = 20.0, quantize: bool = False,
-                mode: str = "auto", chunk_size: int = 256, end_offset: int | None = None) -> WindowedLE:
+def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = _UNSET, d: int = _UNSET,
+                t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
+                quantize: bool = _UNSET, mode: str = "auto", chunk_size: int = 256,
+                end_offset: int | None = None,
+                params: LyapunovParams | None = None) -> WindowedLE:
     """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
+
+    Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
+    s=20, r=20.0, quantize=False``), not both.
 
     traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
     Windows: all complete ones, ``n = (T - window) // stride + 1``; window k covers steps
@@ -751,6 +824,9 @@ def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int 
     (module docstring, Memory). The results do not depend
     on it. Returns :class:`WindowedLE` (le (n_windows, ...), end_steps (n_windows,), status).
     """
+    kw = _settings("windowed_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     _check_window(window, stride, m, d, s, t)
     dtype = _resolve_dtype(traj, mode)
@@ -871,14 +947,20 @@ def _update_easy(win, *, m, d, t, s, r, quantize):
     return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
 
 
-def windowed_le_update(win, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
-                       r: float | None = 20.0, quantize: bool = False, mode: str = "auto"):
+def window_le(win, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
+              r: float | None = _UNSET, quantize: bool = _UNSET, mode: str = "auto",
+              params: LyapunovParams | None = None):
     """Slope S(1) - S(0) of one window per weight: win (window, n_weights) -> (n_weights,).
 
     The streaming step: training's ring buffer yields ``win`` (float32 JAX array); mode="parity"
-    casts it to float64 (exact). Jitted once per (shape, options); returns (slope, status) as JAX
-    arrays, slope in the mode's dtype, status int8 (n_weights,).
+    casts it to float64 (exact). Stateless (the state lives in :class:`LyapunovStream`). Settings:
+    either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0, s=20,
+    r=20.0, quantize=False``), not both. Jitted once per (shape, options); returns (slope,
+    status) as JAX arrays, slope in the mode's dtype, status int8 (n_weights,).
     """
+    kw = _settings("window_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     if getattr(win, "ndim", None) != 2:
         raise ValueError(f"win must have shape (window, n_weights), got {getattr(win, 'shape', None)}")
@@ -893,6 +975,10 @@ def windowed_le_update(win, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
     return _update_jit(win, path=path, **kw)
 
 
+# Deprecated name of `window_le` (it has no state: "update" misled); kept for one release.
+windowed_le_update = window_le
+
+
 class LyapunovStream:
     """Accumulates per-window slopes as windows arrive (training's ring buffer).
 
@@ -904,9 +990,13 @@ class LyapunovStream:
     windows. ``stride`` only serves the end steps (the buffer decides what a window is).
     """
 
-    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = 2,
-                 d: int = 1, t: int = 0, s: int = 20, r: float | None = 20.0,
-                 quantize: bool = False, mode: str = "parity", end_offset: int | None = None):
+    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = _UNSET,
+                 d: int = _UNSET, t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
+                 quantize: bool = _UNSET, mode: str = "parity", end_offset: int | None = None,
+                 params: LyapunovParams | None = None):
+        kw = _settings("LyapunovStream", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                       quantize=quantize)
+        m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
         self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r),
                          quantize=bool(quantize))
         _check_window(window, stride, m, d, s, t)
@@ -923,7 +1013,7 @@ class LyapunovStream:
         if tuple(win.shape) != (self.window, self.n_weights):
             raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, "
                              f"got {tuple(win.shape)}")
-        slope, status = windowed_le_update(jnp.asarray(win, self.dtype), **self.opts)
+        slope, status = window_le(jnp.asarray(win, self.dtype), **self.opts)
         self._le.append(np.asarray(slope))
         self._status.append(np.asarray(status))
         return slope

@@ -654,7 +654,7 @@ class MaskedState(NamedTuple):
     mask: PyTree
 
 
-def masked(
+def masked_optimizer(
     inner: optax.GradientTransformation, mask: PyTree
 ) -> optax.GradientTransformationExtraArgs:
     """Wrap any optax optimizer so that pruned weights stay exactly 0 (jaxpruner-style).
@@ -695,6 +695,11 @@ def masked(
         return new_updates, MaskedState(inner_state=inner_state, mask=state.mask)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# Deprecated name of `masked_optimizer`, kept for one release (a plain alias: the package's own
+# call sites still use it, so a warning here would fire on every run).
+masked = masked_optimizer
 
 
 # --------------------------------------------------------------------------------------------
