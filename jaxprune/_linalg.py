@@ -2,7 +2,7 @@
 
 Why not ``jnp.linalg``: one jitted program holding many independent *batched* LAPACK calls
 (``cholesky`` / ``solve_triangular`` per Granger lag) deadlocked on the 2-thread CPU pool once the
-batch reached ~500 series (spec/granger.md, "Measured traps"). The matrices here are tiny
+batch reached ~500 series (docs/granger.md, "Numerical method"). The matrices here are tiny
 (at most ~20 x 20) and the batch is huge, so a Cholesky looping over columns in elementwise ops is
 both safe (no LAPACK custom call at all) and vectorizes well.
 

@@ -1,61 +1,19 @@
 """Vectorized Granger causality tests, statsmodels-exact, for all weights at once.
 
-For each lag p = 1..maxlag and each candidate cause x (one per weight), on the n - p rows that
-have all lags (statsmodels ``lagmat2ds(..., trim="both")``, a separate sample per p):
+:func:`granger_tests` ``(y (n,) or (..., n), x (..., n))`` -> :class:`GrangerResult`: for every
+series and lag ``p = 1..maxlag`` the four statistics of
+``statsmodels.tsa.stattools.grangercausalitytests(np.column_stack([y, x]), maxlag)``
+(``ssr_ftest``, ``ssr_chi2test``, ``lrtest``, ``params_ftest``; statistic and p-value
+``(..., maxlag)``), with a per-series :class:`Status` (``jaxprune.GrangerStatus``) instead of an
+exception mid-batch. :class:`GrangerParams` holds ``maxlag`` and the decision ``test`` as one
+hashable value (``params=`` instead of ``maxlag=`` / ``test=``). :func:`min_pvalue` is the paper's
+decision statistic (minimum p over lags), :func:`fill_nan` the explicit NaN fill.
 
-- restricted model   y_t ~ [1, y_{t-1..t-p}]                 residual sum of squares ssr_r
-- unrestricted model y_t ~ [1, y_{t-1..t-p}, x_{t-1..t-p}]   ssr_u, df_u = n - p - 2p - 1
-
-and the four statistics of ``statsmodels.tsa.stattools.grangercausalitytests`` (see
-spec/granger.md): ``ssr_ftest``, ``ssr_chi2test``, ``lrtest``, ``params_ftest``.
-
-Numerical method (why it is fast)
----------------------------------
-1. Every series is centred and scaled by its full-sample mean / std. All four statistics are
-   invariant to this (the constant is in both models), and it keeps the cross products below
-   well scaled.
-2. The restricted design Z = [1, y_{t-1..t-p}] and y_t are shared by all weights, so the
-   restricted fit of every lag is done once, from the data (not from cross products): a CGS2
-   QR of [Z, y_t] per lag (:func:`_restricted`) gives R, Q'y_t and ssr_r = R[-1, -1]^2 with
-   errors ~ eps * cond(Z) (a Cholesky of Z'Z would square cond(Z); smooth, slowly decaying risk
-   series make Z ill-conditioned).
-3. Per weight, cross products of lagged copies over the common sample (rows maxlag..n-1),
-   Toeplitz structure (:func:`jaxprune._linalg.lagged_gram_bl`): 2 * maxlag + 1 dot products plus
-   head / tail corrections. A ``lax.scan`` over p = maxlag..1 adds head row t = p (lag p's sample
-   is rows p..n-1) as a rank-one update.
-4. Frisch-Waugh-Lovell per weight and lag: Q'X = R^-T Z'X (for a shared y one BLAS matmul per
-   chunk), G = X'X - (Q'X)'(Q'X) = X' M_Z X (p x p), h = X'y_t - (Q'X)'Q'y_t, and
-   ssr_r - ssr_u = h' G^-1 h read off one Cholesky of [[G, h], [h', ssr_r]] (computed directly,
-   not as a difference, so small F are accurate).
-5. One compiled shape for every lag: lag p's system is padded to maxlag x maxlag (x-lag columns
-   > p replaced by identity, Z columns > p by identity in R), and the Cholesky loops over the p
-   live columns only (dynamic trip count). So compile time does not grow with maxlag, and the
-   program is the same size for every shape.
-6. No LAPACK: the small factorizations are ``fori_loop``s of plain jnp ops, batch axis last
-   (see jaxprune/_linalg.py for the deadlock this avoids).
-7. p-values: the df are static integers, so chi2 p-values (all lags) and F p-values (even lags)
-   use closed-form finite sums of positive terms (:func:`_chi2_sf_int`, :func:`_f_sf_int`),
-   ~1e-13 relative down to 1e-300; only odd-lag F p-values call ``betainc``. The public
-   :func:`f_sf` / :func:`chi2_sf` (any real df) are unchanged.
-
-Conditioning: the per-weight part works on cross products (normal equations of the *projected*
-x-lags, G), so its relative error grows like eps * cond(M_Z X)^2; the shared restricted part is
-orthogonal (eps * cond(Z)). Against an 80-bit extended-precision Householder reference on
-smooth / trending / low-noise risk series (0.9 exp(-t/50) + 0.01 noise, 0.9 exp(-t/30) + 0.003
-noise, a linear trend) with LE-like, white-noise, random-walk and smooth causes, the statistics
-agree to <= 2e-11 relative. statsmodels itself, which forms ssr_r - ssr_u as a difference of
-two pinv fits, deviates from that reference by up to ~5e-9 on the same series (small F at a
-smooth y): most of any deviation from statsmodels is statsmodels' rounding, not ours. A series
-whose x-lags are collinear with [1, y-lags] to a relative pivot below ``collinear_tol``
-(default 1e-10 in float64, 1e-4 in float32) is reported as COLLINEAR with NaN statistics
-rather than a number of unknown accuracy.
-
-Memory: per weight the kernel holds the series (n), three (maxlag+1)^2 cross-product blocks and
-per-lag temporaries of O(maxlag^2): about 8 * (n + 4 * (maxlag + 1)^2) bytes in float64, ~9 KB
-for n = 254, maxlag = 14 (XLA temporaries add a small multiple). Weights are processed in chunks
-of ``chunk_size`` (``lax.map``), so peak memory is bounded by the chunk, not by the batch.
-
-Degenerate input (per series, never an exception inside a batch): see :class:`Status`.
+How it is fast and accurate (shared restricted QR per lag, Toeplitz cross products,
+Frisch-Waugh-Lovell with one Cholesky per weight and lag, one compiled shape for every lag, no
+LAPACK, closed-form p-values), its conditioning, and the status codes: docs/granger.md. Memory
+(about ``8 * (n + 4 * (maxlag + 1)**2)`` bytes per weight, bounded by ``chunk_size``):
+docs/scaling.md.
 """
 from __future__ import annotations
 

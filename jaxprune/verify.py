@@ -1,7 +1,7 @@
 """Check a finished run against the slow reference tools, on a random sample of weights.
 
 `verify_run` draws K of the weights whose raw windows the run kept (``dense.npz``:
-``sample_windows``), recomputes their Lyapunov series with the literal NumPy loop of the spec
+``sample_windows``), recomputes their Lyapunov series with the literal NumPy loop of TISEAN's lyap_r
 (`jaxprune.lyapunov_reference`) and their Granger tests with statsmodels, and reports the largest
 differences and every mask decision that would flip: end to end (``pvalue_max_rel_diff``, the
 reference LE series through statsmodels) and for the Granger kernel alone

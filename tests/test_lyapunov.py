@@ -16,10 +16,9 @@ from jaxprune.lyapunov import Status, lyap_r, windowed_le, windowed_le_update, L
 from jaxprune.lyapunov_reference import lyap_r_numpy, quantize_f6, windowed_le_numpy
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# The TISEAN reference set: $JAXPRUNE_TISEAN_REF, else the workspace's ../shared/reference (where
-# a maintainer drops a newer or larger set), else the copy of the public set in tests/data.
+# The TISEAN reference set: $JAXPRUNE_TISEAN_REF (an external reference set in the same format,
+# e.g. a newer or larger one), else the copy of the public set in tests/data.
 REF_CANDIDATES = [os.environ.get("JAXPRUNE_TISEAN_REF", ""),
-                  os.path.join(_HERE, "..", "..", "shared", "reference", "tisean_lyap_r_public.npz"),
                   os.path.join(_HERE, "data", "tisean_lyap_r_public.npz")]
 
 
