@@ -79,7 +79,19 @@ _EXPORTS = {
     "kernel_layout": ("jaxprune.weights", "kernel_layout"),
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# the same names as _EXPORTS, spelled out for static analysers (tests/test_api.py checks this)
+__all__ = [
+    "__version__", "load_dataset", "list_datasets", "load_csv", "Dataset",
+    "DatasetNotAvailableError", "DataFormatError", "MLP", "TrainConfig", "Trainer", "TrainResult",
+    "CONFIGS", "LyapunovParams", "LEStatus", "LyapResult", "WindowedLE", "lyap_r", "windowed_le",
+    "window_le", "windowed_le_update", "LyapunovStream", "lyap_r_numpy", "GrangerParams",
+    "GrangerStatus", "GrangerResult", "TestResult", "granger_tests", "min_pvalue", "fill_nan",
+    "adfuller", "make_stationary", "causal_mask", "random_mask", "magnitude_mask",
+    "masked_optimizer", "masked", "MaskedState", "apply_mask", "mask_summary", "MaskSummary",
+    "Flops", "dense_flops", "sparse_flops", "pruned_iou", "classification_metrics",
+    "precision_recall_f1", "LegcnetConfig", "preset", "run", "verify_run", "flatten_kernels",
+    "unflatten_kernels", "weight_index", "kernel_layout",
+]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real objects (never executed at runtime)
     from jaxprune.data import (
@@ -115,15 +127,15 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects (never execu
         causal_mask,
         dense_flops,
         magnitude_mask,
+        mask_summary,
         masked,
         masked_optimizer,
-        mask_summary,
         pruned_iou,
         random_mask,
         sparse_flops,
     )
     from jaxprune.stationarity import adfuller, make_stationary
-    from jaxprune.train import CONFIGS, Trainer, TrainConfig, TrainResult
+    from jaxprune.train import CONFIGS, TrainConfig, Trainer, TrainResult
     from jaxprune.verify import verify_run
     from jaxprune.weights import flatten_kernels, kernel_layout, unflatten_kernels, weight_index
 

@@ -166,7 +166,6 @@ def lagged_gram_bl(u, v, lags, start):
     """
     n = u.shape[0]
     assert v.shape[0] == n and start >= lags
-    width = n - start
     d = np.arange(lags + 1)
     us, vs = u[start:], v[start:]
     row0 = jnp.stack([jnp.sum(us * v[start - k : n - k], 0) for k in d])  # T[0, d]

@@ -62,7 +62,7 @@ def quantize_f6(x) -> np.ndarray:
         risky = ~np.isfinite(p) | (np.abs(p) >= 2.0**52) | (frac <= 4 * np.spacing(np.abs(p)))
     if risky.any():
         idx = np.nonzero(risky)
-        out[idx] = [float("%f" % v) for v in x[idx]]
+        out[idx] = [float("%f" % v) for v in x[idx]]  # noqa: UP031 (C's / MATLAB's %f, literally)
     return out
 
 

@@ -25,7 +25,8 @@ from the end, so ``layers=[-2, -1]`` is the original's "last two layers".
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,9 @@ import optax
 
 from jaxprune.weights import (
     KernelLayout,
-    key_name,
     flatten_kernels,
     kernel_layout,
+    key_name,
     unflatten_kernels,
 )
 

@@ -1,4 +1,5 @@
 """Public API: parameter objects (LyapunovParams, GrangerParams), re-exports, deprecated aliases."""
+import ast
 import dataclasses
 import subprocess
 import sys
@@ -146,6 +147,18 @@ def test_granger_params_errors(causes):
         GrangerParams(maxlag=0)
     with pytest.raises(TypeError, match="maxlag must be an int"):
         GrangerParams(maxlag=2.0)
+
+
+def test_all_matches_exports_and_typed_imports():
+    assert len(jaxprune.__all__) == len(set(jaxprune.__all__))
+    assert set(jaxprune.__all__) == set(jaxprune._EXPORTS) | {"__version__"}
+    # the TYPE_CHECKING block imports exactly the lazy re-exports, from the same places
+    tree = ast.parse(open(jaxprune.__file__).read())
+    block = next(n for n in tree.body if isinstance(n, ast.If)
+                 and getattr(n.test, "id", None) == "TYPE_CHECKING")
+    typed = {a.asname or a.name: (imp.module, a.name)
+             for imp in block.body for a in imp.names}
+    assert typed == jaxprune._EXPORTS
 
 
 def test_public_names_resolve():
