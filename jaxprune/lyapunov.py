@@ -105,7 +105,11 @@ class LyapunovParams:
     quantize: bool = False
 
     def __post_init__(self):
-        _check_static(self.m, self.d, self.theiler, self.s, self.r)
+        try:
+            _check_static(self.m, self.d, self.theiler, self.s, self.r)
+        except (TypeError, ValueError) as e:  # name the field as the user spelt it
+            msg = str(e)
+            raise type(e)("theiler" + msg[1:] if msg.startswith("t ") else msg) from None
         if not isinstance(self.quantize, (bool, np.bool_)):
             raise TypeError(f"quantize must be a bool, got {type(self.quantize).__name__}")
 

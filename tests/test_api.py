@@ -93,6 +93,10 @@ def test_lyapunov_params_and_keywords_refused(series):
         lyap_r(series, params=dict(m=2))
     with pytest.raises(ValueError, match="m must be >= 1"):
         LyapunovParams(m=0)
+    with pytest.raises(ValueError, match="theiler must be >= 0"):
+        LyapunovParams(theiler=-1)
+    with pytest.raises(TypeError, match="s must be a Python int"):
+        LyapunovParams(s=2.0)
     with pytest.raises(TypeError, match="quantize must be a bool"):
         LyapunovParams(quantize="yes")
 
