@@ -7,9 +7,10 @@ Times, after compilation and in one process: jaxprune fast mode (float32) and pa
 (float64) (median of ``--repeat`` runs), the plain NumPy loop (jaxprune.lyapunov_reference) and
 ``nolds.lyap_r`` (0.5.x signature) on a sample of windows; prints windows/s, ratios, the
 extrapolated whole-map time and how often fast mode's slope differs from parity mode's. nolds
-fits a line to the whole divergence curve (a different estimator): it is a speed peer only. The trajectory is synthetic (float32 SGD-like weights: random walk with
-drift, decaying step size, a share of dead weights and of quantised plateaus); pass a real one
-with --traj FILE.npy ((T, W) float32, steps first) to measure fast vs parity on trained weights.
+fits a line to the whole divergence curve (a different estimator): it is a speed peer only.
+The trajectory is synthetic (float32 SGD-like weights: random walk with drift, decaying step
+size, a share of dead weights and of quantised plateaus); pass a real one with --traj FILE.npy
+((T, W) float32, steps first) to measure fast vs parity on trained weights.
 Timings on a shared 2-core machine are noisy.
 """
 from __future__ import annotations

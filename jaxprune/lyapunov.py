@@ -2,93 +2,34 @@
 
 Public API
 ----------
+* :class:`LyapunovParams` -- the settings ``m, d, theiler, s, r, quantize`` as one hashable value
+  (a single static ``jax.jit`` argument). Every entry point takes ``params=`` or the loose
+  keywords ``m=, d=, t=, s=, r=, quantize=`` (``t`` = theiler), not both.
 * :func:`lyap_r` -- TISEAN ``lyap_r`` on series ``x`` of shape ``(..., L)``; returns a
-  :class:`LyapResult` ``(S, found, skipped, status)``. Usable under ``jax.jit`` (``m, d, t, s, r,
-  quantize, chunk_size`` are static Python values).
+  :class:`LyapResult` ``(S (..., s+1), found (..., s+1), skipped (...), status (...))``. Usable
+  under ``jax.jit`` (the settings and ``chunk_size`` are static Python values).
 * :func:`windowed_le` -- per-window slope ``S(1) - S(0)`` of trajectories ``(T, ...)`` (steps first,
-  as training records them); chunked over weights, returns a :class:`WindowedLE` of NumPy arrays.
-* :func:`windowed_le_update` / :class:`LyapunovStream` -- the streaming form: one window
-  ``(window, n_weights)`` at a time, as the training ring buffer yields it.
+  as training records them); chunked over weights, returns a :class:`WindowedLE` of NumPy arrays
+  ``le (n_windows, ...)``, ``end_steps (n_windows,)``, ``status (n_windows, ...)``.
+* :func:`window_le` / :class:`LyapunovStream` -- the streaming form: one window
+  ``(window, n_weights)`` at a time, as the training ring buffer yields it. ``windowed_le_update``
+  is the deprecated name of :func:`window_le`.
 * :func:`quantize_f6` (re-exported from :mod:`jaxprune.lyapunov_reference`) -- MATLAB ``%f``
   quantisation; ``quantize=True`` in every entry point applies it to the inputs.
-* :class:`Status` -- OK / CONSTANT / TOO_SHORT / NONFINITE.
+* :class:`Status` (``jaxprune.LEStatus``) -- OK / CONSTANT / TOO_SHORT / NONFINITE.
 
-Modes
------
-* **parity** (float64 input, ``jax_enable_x64`` on): reproduces TISEAN 3.0 bit-for-bit up to the
-  order of the final log-sums (|dS| ~ 1e-15): same rescaled series, same squared distances, same
-  neighbour (including the box-order tie-breaking), same ``found`` counts.
-* **fast** (float32 input): the same algorithm in float32; ties and near-ties may resolve to other
-  neighbours, so slopes can differ (``benchmarks/lyapunov.py`` measures how often and by how much).
-Passing float64 data while x64 is disabled raises (JAX would silently truncate to float32).
-:func:`windowed_le` and :class:`LyapunovStream` take ``mode="parity" | "fast" | "auto"``
-(auto: by dtype) so float32 training trajectories (exact in float64) can run in parity mode.
+Modes: **parity** (float64 input, ``jax_enable_x64`` on) reproduces TISEAN 3.0 bit for bit,
+including its box-order tie-breaking; **fast** (float32 input) runs the same algorithm in float32
+(near-ties may pick other neighbours). Passing float64 data while x64 is disabled raises.
 
-Semantics (spec/lyapunov.md, the closed form)
----------------------------------------------
-Read against TISEAN's ``lyap_r.c``, two details of the spec are made literal here; the public
-reference set cannot tell them apart (all four combinations match its 722 ``ok`` cases):
-box coordinates are ``(int)(xs * epsinv) & 255`` with ``epsinv = 1.0 / eps`` (TISEAN multiplies
-by the reciprocal), and ``D`` is accumulated ``c = 0, 1, ..., m-1`` (TISEAN's loop order).
-Per reference point n, over admissible candidates (|n - j| > t):
-
-1. ``Dmin = min D``; ``Dmin >= 1`` -> skipped (TISEAN would grow eps forever).
-2. ``k0`` = first level with ``eps_k * eps_k >= Dmin`` (eps iterated ``*= 1.1`` in float64, a
-   short ``while_loop``; one level when eps0 >= 1). TISEAN finishes n at ``k0`` unless none of the
-   candidates with ``D <= eps_k0**2`` lies in the 3x3 box block (a last-bit effect possible on
-   quantised data); then it finishes at ``k0 + 1``, where the nearest one always does. Both are
-   evaluated exactly.
-3. accepted = in block, ``0 < D <= eps_k**2``, ``D < 1``; the neighbour is the accepted one with the
-   smallest D, ties broken by TISEAN's scan order (box column, box row, then decreasing j).
-4. ``S(i) = sum ln D(n+i, j+i) / found(i) / 2`` over reference points with a neighbour and
-   ``D(n+i, j+i) > 0``.
-When every series of a chunk has ``eps0 > 1`` (the paper's ``r = 20`` on weights whose range is
-< 20) all points share box (0, 0), k0 = 0 and ties go to the largest j: a cheaper path is taken
-(``lax.cond``), with the general path as fallback. For the per-window slope that path
-(:func:`_onebox_rows`) computes each unordered pair's D once (D is symmetric), walking the
-diagonals j - n = k of the distance matrix, and keeps per reference point the best candidate
-above and below it in a few selects per pair; XLA fuses it into vectorised loops over the
-windows (lanes). Windows with more than ``_DIAG_MAX_N`` candidates use a candidate loop instead.
-
-Exact float64 on XLA (what a user must set: nothing)
-----------------------------------------------------
-* ``(x - lo) / interval`` with a broadcast divisor is rewritten by XLA into a multiplication by
-  the reciprocal; the divisor is materialised behind ``lax.optimization_barrier`` so the
-  division stays a true division.
-* XLA's LLVM backends contract ``a*a + b*b`` into fused multiply-adds (CPU with FMA, GPUs).
-  Every square in parity mode is ``jnp.where(u == u, u * u, u)``: the select between the multiply
-  and the add is data dependent (NaN-aware), so neither XLA nor LLVM can fold it and no
-  ``fmul -> fadd`` pair is left to contract. No ``XLA_FLAGS`` are needed
-  (``--xla_cpu_max_isa=AVX`` also works but must be set before JAX starts);
-  ``tests/test_lyapunov.py::test_no_fma_contraction`` fails if contraction ever comes back.
-
-Status codes and degenerate input
----------------------------------
-``TOO_SHORT`` (shape only): ``N = L - (m-1)d - s < t + 2`` leaves no admissible pair;
-``NONFINITE``: a NaN/inf in the series; ``CONSTANT``: max == min (TISEAN exits with an error).
-All give S = NaN, found = 0, skipped = 0. Reference points TISEAN would hang on are counted in
-``skipped`` and contribute nothing; nothing hangs or crashes.
-
-Memory
-------
-:func:`lyap_r` works on chunks of ``chunk_size`` series (``lax.map``); the general path holds a
-few ``(N - t, N, chunk)`` arrays (distance matrix, masks, keys): about
-``6 * 8 * (N-t) * N * chunk`` bytes in float64 (L = 200: ~1.6 MB per series).
-:func:`windowed_le` on the one-box path (every window's range < r, the paper's case) works on
-blocks of ``B = 4096`` windows in float64 (8192 in float32; ``(4096 // n_windows)`` weights, 16
-for 254 windows of 50), whatever ``chunk_size``: per block the trajectory block ``T * 16 * 8``
-bytes (1.5 MB), its windows ``window * B * 8`` (1.6 MB) and the kernel's per-row vectors, at
-most ``(6 * (N - t) + 2 * N) * B * 8`` bytes (7.5 MB: ~1.9 kB of state per window in float64,
-half in float32; each fused kernel touches a few dozen of them, ~1 MB), with at most 5 blocks
-in flight: a few tens of MB in all, independent of the number of weights. The
-general fallback (a window wider than r, or ``r=None``) runs ``chunk_size`` weights per step and
-holds about 6 arrays of ``(N-t) * N * n_windows * chunk_size`` (~2 GB for 256 weights x 254
-windows of 50 in float64): lower ``chunk_size`` to bound it. Results do not depend on
-``chunk_size``.
+docs/lyapunov.md states the semantics (the closed form evaluated here, the one-box path), the
+guards against XLA's reciprocal division and FMA contraction (nothing for a user to set) and the
+status codes; docs/scaling.md the memory of each path and how ``chunk_size`` bounds it.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import functools
 from typing import NamedTuple
@@ -101,8 +42,9 @@ from jax import lax
 from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
 
 __all__ = [
-    "Status", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "windowed_le_update",
-    "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6", "quantize_f6_jax",
+    "Status", "LyapunovParams", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "window_le",
+    "windowed_le_update", "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6",
+    "quantize_f6_jax",
 ]
 
 
@@ -138,6 +80,68 @@ class WindowedLE(NamedTuple):
     le: np.ndarray
     end_steps: np.ndarray
     status: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class LyapunovParams:
+    """The settings of TISEAN ``lyap_r -m m -d d -t theiler -s s -r r`` as one hashable value.
+
+    Frozen (hashable, compared by value), so it can be one static argument of ``jax.jit``
+    (``static_argnames="params"``). Every kernel takes ``params=LyapunovParams(...)`` as an
+    alternative to the loose keywords ``m=, d=, t=, s=, r=, quantize=`` (``theiler`` is the
+    keyword ``t``); giving both is an error. Defaults are the paper's ``lyap_r -m2 -d1 -s20
+    -r20``; ``r=None`` is TISEAN's own default neighbourhood (interval / 1000).
+
+    m: embedding dimension >= 1. d: delay >= 1. theiler: Theiler window >= 0 (``-t``).
+    s: number of iterations >= 0 (``S`` has s + 1 entries). r: neighbourhood in data units
+    (finite, > 0) or None. quantize: apply MATLAB ``%f`` quantisation to the inputs first.
+    """
+
+    m: int = 2
+    d: int = 1
+    theiler: int = 0
+    s: int = 20
+    r: float | None = 20.0
+    quantize: bool = False
+
+    def __post_init__(self):
+        try:
+            _check_static(self.m, self.d, self.theiler, self.s, self.r)
+        except (TypeError, ValueError) as e:  # name the field as the user spelt it
+            msg = str(e)
+            raise type(e)("theiler" + msg[1:] if msg.startswith("t ") else msg) from None
+        if not isinstance(self.quantize, (bool, np.bool_)):
+            raise TypeError(f"quantize must be a bool, got {type(self.quantize).__name__}")
+
+
+class _Unset:
+    """Marks a keyword the caller did not pass (so ``params=`` plus a keyword can be refused)."""
+
+    def __repr__(self):
+        return "<default>"
+
+
+_UNSET = _Unset()
+
+
+def _settings(fn: str, params, defaults: dict, **given) -> dict:
+    """The kernel keywords ``m, d, t, s, r, quantize`` from ``params`` or the loose keywords.
+
+    given: the keywords as passed (``_UNSET`` where omitted); defaults: the function's own
+    defaults for the omitted ones. Raises when both ``params`` and a keyword are given.
+    """
+    passed = sorted(k for k, v in given.items() if v is not _UNSET)
+    if params is None:
+        return {k: (defaults[k] if v is _UNSET else v) for k, v in given.items()}
+    if not isinstance(params, LyapunovParams):
+        raise TypeError(f"{fn}: params must be a LyapunovParams, got {type(params).__name__}")
+    if passed:
+        raise TypeError(f"{fn}: give either params= or the keywords {', '.join(passed)}, not both")
+    return dict(m=params.m, d=params.d, t=params.theiler, s=params.s, r=params.r,
+                quantize=bool(params.quantize))
+
+
+_KW_DEFAULTS = dict(m=2, d=1, t=0, s=20, r=20.0, quantize=False)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -409,17 +413,25 @@ def _default_chunk(L, m, d, s, t):
     return int(max(1, min(4096, (1 << 22) // per)))
 
 
-def lyap_r(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float | None = None,
-           quantize: bool = False, chunk_size: int | None = None) -> LyapResult:
+def lyap_r(x, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
+           r: float | None = _UNSET, quantize: bool = _UNSET, chunk_size: int | None = None,
+           params: LyapunovParams | None = None) -> LyapResult:
     """TISEAN ``lyap_r -m m -d d -t t -s s [-r r]`` on every series of x.
+
+    Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
+    s=20, r=None, quantize=False``; note r=None here, TISEAN's default), not both.
 
     x: (..., L) float64 (parity mode, needs x64) or float32 (fast mode); a NumPy or JAX array.
     r: neighbourhood in data units (``-r``) or None (TISEAN's default, interval / 1000).
     quantize: apply MATLAB ``%f`` quantisation first (see :func:`quantize_f6_jax`).
-    chunk_size: series per ``lax.map`` step (memory bound, see module docstring); results do not
+    chunk_size: series per ``lax.map`` step (memory bound, see docs/scaling.md); results do not
     depend on it. Returns a :class:`LyapResult` of JAX arrays. jit-able with the keyword
-    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``).
+    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``) or with ``params`` as
+    one static argument (``jax.jit(f, static_argnames="params")``).
     """
+    kw = _settings("lyap_r", params, dict(_KW_DEFAULTS, r=None), m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     dtype = _resolve_dtype(x)
     x = jnp.asarray(x, dtype)
@@ -736,10 +748,15 @@ def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
     return slope.reshape(nw, C), status.reshape(nw, C), easy
 
 
-def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1, t: int = 0,
-                s: int = 20, r: float | None = 20.0, quantize: bool = False,
-                mode: str = "auto", chunk_size: int = 256, end_offset: int | None = None) -> WindowedLE:
+def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = _UNSET, d: int = _UNSET,
+                t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
+                quantize: bool = _UNSET, mode: str = "auto", chunk_size: int = 256,
+                end_offset: int | None = None,
+                params: LyapunovParams | None = None) -> WindowedLE:
     """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
+
+    Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
+    s=20, r=20.0, quantize=False``), not both.
 
     traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
     Windows: all complete ones, ``n = (T - window) // stride + 1``; window k covers steps
@@ -748,9 +765,12 @@ def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int 
     of the general (boxed) path, taken only for blocks with a window whose range exceeds r (or
     r=None), ~6 * 8 * (N-t) * N * n_windows bytes per weight in float64; the one-box path
     runs fixed cache-sized blocks of 4096 (float64) / 8192 (float32) windows, a few MB each
-    (module docstring, Memory). The results do not depend
+    (docs/scaling.md). The results do not depend
     on it. Returns :class:`WindowedLE` (le (n_windows, ...), end_steps (n_windows,), status).
     """
+    kw = _settings("windowed_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     _check_window(window, stride, m, d, s, t)
     dtype = _resolve_dtype(traj, mode)
@@ -871,14 +891,20 @@ def _update_easy(win, *, m, d, t, s, r, quantize):
     return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
 
 
-def windowed_le_update(win, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
-                       r: float | None = 20.0, quantize: bool = False, mode: str = "auto"):
+def window_le(win, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
+              r: float | None = _UNSET, quantize: bool = _UNSET, mode: str = "auto",
+              params: LyapunovParams | None = None):
     """Slope S(1) - S(0) of one window per weight: win (window, n_weights) -> (n_weights,).
 
     The streaming step: training's ring buffer yields ``win`` (float32 JAX array); mode="parity"
-    casts it to float64 (exact). Jitted once per (shape, options); returns (slope, status) as JAX
-    arrays, slope in the mode's dtype, status int8 (n_weights,).
+    casts it to float64 (exact). Stateless (the state lives in :class:`LyapunovStream`). Settings:
+    either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0, s=20,
+    r=20.0, quantize=False``), not both. Jitted once per (shape, options); returns (slope,
+    status) as JAX arrays, slope in the mode's dtype, status int8 (n_weights,).
     """
+    kw = _settings("window_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                   quantize=quantize)
+    m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     if getattr(win, "ndim", None) != 2:
         raise ValueError(f"win must have shape (window, n_weights), got {getattr(win, 'shape', None)}")
@@ -893,6 +919,10 @@ def windowed_le_update(win, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
     return _update_jit(win, path=path, **kw)
 
 
+# Deprecated name of `window_le` (it has no state: "update" misled); kept for one release.
+windowed_le_update = window_le
+
+
 class LyapunovStream:
     """Accumulates per-window slopes as windows arrive (training's ring buffer).
 
@@ -904,9 +934,13 @@ class LyapunovStream:
     windows. ``stride`` only serves the end steps (the buffer decides what a window is).
     """
 
-    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = 2,
-                 d: int = 1, t: int = 0, s: int = 20, r: float | None = 20.0,
-                 quantize: bool = False, mode: str = "parity", end_offset: int | None = None):
+    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = _UNSET,
+                 d: int = _UNSET, t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
+                 quantize: bool = _UNSET, mode: str = "parity", end_offset: int | None = None,
+                 params: LyapunovParams | None = None):
+        kw = _settings("LyapunovStream", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
+                       quantize=quantize)
+        m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
         self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r),
                          quantize=bool(quantize))
         _check_window(window, stride, m, d, s, t)
@@ -923,7 +957,7 @@ class LyapunovStream:
         if tuple(win.shape) != (self.window, self.n_weights):
             raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, "
                              f"got {tuple(win.shape)}")
-        slope, status = windowed_le_update(jnp.asarray(win, self.dtype), **self.opts)
+        slope, status = window_le(jnp.asarray(win, self.dtype), **self.opts)
         self._le.append(np.asarray(slope))
         self._status.append(np.asarray(status))
         return slope

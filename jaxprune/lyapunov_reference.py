@@ -4,10 +4,10 @@ This is the slow, obviously-correct peer of :mod:`jaxprune.lyapunov`: it follows
 ``lyap_r.c`` line by line (growing neighbourhood, 256 x 256 box grid, linked lists in decreasing
 index order) instead of the closed form the JAX kernel uses, so the two implementations check
 each other. It is used by the tests, by ``benchmarks/lyapunov.py`` (the "plain NumPy loop" peer)
-and by ``jaxprune verify`` to check accelerator runs.
+and by ``jaxprune verify`` to check accelerator runs. ``lyap_r_numpy(x (L,), ...)`` returns
+``S (s+1,)``, ``found (s+1,)``, ``skipped`` and a status code.
 
-Semantics (spec/lyapunov.md, refined against TISEAN's source, see the notes in
-:mod:`jaxprune.lyapunov`):
+Semantics (docs/lyapunov.md, as read from TISEAN's source):
 
 * rescale ``xs = (x - lo) / interval``; ``interval == 0`` -> CONSTANT (TISEAN exits).
 * ``eps0 = r / interval`` when ``r`` is given, else ``1e-3``; level ``k`` uses
@@ -62,7 +62,7 @@ def quantize_f6(x) -> np.ndarray:
         risky = ~np.isfinite(p) | (np.abs(p) >= 2.0**52) | (frac <= 4 * np.spacing(np.abs(p)))
     if risky.any():
         idx = np.nonzero(risky)
-        out[idx] = [float("%f" % v) for v in x[idx]]
+        out[idx] = [float("%f" % v) for v in x[idx]]  # noqa: UP031 (C's / MATLAB's %f, literally)
     return out
 
 

@@ -11,7 +11,8 @@ the masks of `jaxprune.prune` handle without knowing about NNX.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

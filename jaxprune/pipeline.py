@@ -1,7 +1,7 @@
 """LEGCNet end to end: dense training with on-device Lyapunov windows -> Granger -> masks ->
 sparse retraining of LEGCNet-FT / -PT and of random / magnitude baselines at the same sparsity.
 
-The only module that knows every stage (spec/legcnet.md). Per seed (which fixes the data split,
+The only module that knows every stage (docs/method.md). Per seed (which fixes the data split,
 the initial weights and the batch order, hence the masks):
 
 1. ``dense``: train the dense net for ``train.epochs``; every completed window of the weight
@@ -56,7 +56,7 @@ class LegcnetConfig:
     """
 
     train: TrainConfig = TrainConfig()
-    # Lyapunov (spec/lyapunov.md)
+    # Lyapunov (docs/lyapunov.md)
     le_mode: str = "parity"
     m: int = 2
     d: int = 1
@@ -64,7 +64,7 @@ class LegcnetConfig:
     s: int = 20
     r: float | None = 20.0
     quantize: bool = False
-    # Granger (spec/granger.md)
+    # Granger (docs/granger.md)
     maxlag: int = 14
     test: str = "ssr_chi2test"
     alpha: float = 0.05
@@ -137,7 +137,7 @@ class LegcnetConfig:
         return cls(**d)
 
 
-# The original's from-scratch tabular setups (spec/legcnet.md): per-example SGD (batch 1),
+# The original's from-scratch tabular setups (docs/method.md): per-example SGD (batch 1),
 # sigmoid units, window ~ 160-250 steps with 10 % overlap, its training-accuracy thresholds.
 # (hidden, lr, epochs, window, threshold); breast_cancer here is scikit-learn's 30-feature set.
 TABULAR_PRESETS = {

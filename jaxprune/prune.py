@@ -25,7 +25,8 @@ from the end, so ``layers=[-2, -1]`` is the original's "last two layers".
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,9 @@ import optax
 
 from jaxprune.weights import (
     KernelLayout,
-    key_name,
     flatten_kernels,
     kernel_layout,
+    key_name,
     unflatten_kernels,
 )
 
@@ -654,7 +655,7 @@ class MaskedState(NamedTuple):
     mask: PyTree
 
 
-def masked(
+def masked_optimizer(
     inner: optax.GradientTransformation, mask: PyTree
 ) -> optax.GradientTransformationExtraArgs:
     """Wrap any optax optimizer so that pruned weights stay exactly 0 (jaxpruner-style).
@@ -695,6 +696,11 @@ def masked(
         return new_updates, MaskedState(inner_state=inner_state, mask=state.mask)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# Deprecated name of `masked_optimizer`, kept for one release (a plain alias: the package's own
+# call sites still use it, so a warning here would fire on every run).
+masked = masked_optimizer
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,14 +56,14 @@ kernels on 2 processes).
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any, Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxprune import granger as granger_mod
 from jaxprune import lyapunov
@@ -119,7 +119,7 @@ def _compiled_bytes(fn, *structs) -> int:
 _PROBE = 64  # chunk width the per-weight bytes are measured at
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def window_le_bytes_per_weight(window: int, dtype: str = "float32", **le_kwargs) -> float:
     """Measured device bytes per weight of the streaming LE step on one ``(window, C)`` window
     (temporaries + input + output, per weight of the chunk). `le_kwargs`: m, d, t, s, r,
@@ -129,7 +129,7 @@ def window_le_bytes_per_weight(window: int, dtype: str = "float32", **le_kwargs)
     return _compiled_bytes(fn, jax.ShapeDtypeStruct((window, _PROBE), jnp.float32)) / _PROBE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def le_bytes_per_weight(T: int, window: int, stride: int, dtype: str = "float64",
                         **le_kwargs) -> float:
     """Measured device bytes per weight of one chunk of :func:`sharded_windowed_le` (a ``(T, C)``
@@ -139,7 +139,7 @@ def le_bytes_per_weight(T: int, window: int, stride: int, dtype: str = "float64"
     return _compiled_bytes(fn, jax.ShapeDtypeStruct((T, _PROBE), jnp.float32)) / _PROBE
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def granger_bytes_per_weight(n: int, maxlag: int, dtype: str = "float64") -> float:
     """Measured device bytes per weight of one :func:`jaxprune.granger.granger_tests` chunk
     (series of length `n`)."""
@@ -270,8 +270,8 @@ def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int
     n_weights)`` windows (inside or outside ``jax.jit``; use it as the `Trainer`'s window_fn):
     the weights are zero-padded to ``n_dev * k * C``, sharded over `mesh` (default: this
     process's devices, ``weight_mesh(jax.local_devices())``) and each device maps fn over its k
-    chunks of ``C = min(chunk_size, n_weights)`` weights (default :data:`WINDOW_CHUNK`). Results do not depend on the number of
-    devices (module docstring).
+    chunks of ``C = min(chunk_size, n_weights)`` weights (default :data:`WINDOW_CHUNK`). Results
+    do not depend on the number of devices (module docstring).
     """
     # default: this process's devices only. The window is a process-local array inside
     # training's jitted epoch (training runs replicated in every process), which a mesh over
@@ -449,7 +449,7 @@ def sharded_granger_tests(y, x, *, maxlag: int, mesh: Mesh | None = None,
         xb = _put_block(_Transposed(x_host), w0, width, mesh, dt)
         out = call(yj, xb)
         w1 = min(w0 + width, W)
-        parts.append(jax.tree.map(lambda o: _to_host(o)[..., : w1 - w0], out))
+        parts.append(jax.tree.map(lambda o: _to_host(o)[..., : w1 - w0], out))  # noqa: B023 (run now)
     cat = jax.tree.map(lambda *a: np.concatenate(a, -1), *parts)
     ref = jax.eval_shape(lambda yy, xx: granger_mod.granger_tests(yy, xx, maxlag=maxlag),
                          yj, jax.ShapeDtypeStruct((1, n), dt))

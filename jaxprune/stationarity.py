@@ -22,7 +22,6 @@ not the hot path. Degenerate series (constant, non-finite) get NaN with ``status
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax

@@ -113,7 +113,7 @@ class TrainConfig:
 
 
 # Named configs. The original's 50 full-MNIST epochs are ~11,500 steps; mnist5k has 28 steps per
-# epoch, so its "original" run is sized by steps (400 epochs = 11,200 steps): see spec/legcnet.md.
+# epoch, so its "original" run is sized by steps (400 epochs = 11,200 steps): see docs/method.md.
 CONFIGS: dict[str, TrainConfig] = {
     "original_mnist": TrainConfig(),
     "original_mnist5k": TrainConfig(epochs=400),

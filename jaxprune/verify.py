@@ -1,12 +1,12 @@
 """Check a finished run against the slow reference tools, on a random sample of weights.
 
 `verify_run` draws K of the weights whose raw windows the run kept (``dense.npz``:
-``sample_windows``), recomputes their Lyapunov series with the literal NumPy loop of the spec
+``sample_windows``), recomputes their Lyapunov series with the literal NumPy loop of TISEAN's lyap_r
 (`jaxprune.lyapunov_reference`) and their Granger tests with statsmodels, and reports the largest
 differences and every mask decision that would flip: end to end (``pvalue_max_rel_diff``, the
 reference LE series through statsmodels) and for the Granger kernel alone
-(``granger_pvalue_max_rel_diff``, the run's own LE series through statsmodels). A GPU/TPU run can be trusted this way without
-rerunning the slow tools on every weight.
+(``granger_pvalue_max_rel_diff``, the run's own LE series through statsmodels). A GPU/TPU run
+can be trusted this way without rerunning the slow tools on every weight.
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
             NaN for a series without any estimate or one statsmodels refuses."""
             if np.all(np.isnan(series)):
                 return float("nan")
-            p = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]), maxlag,
+            # called only within this iteration of the method loop: n, maxlag are current
+            p = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]), maxlag,  # noqa: B023
                                    cfg["test"])
             if cfg.get("round_pvalues") is not None and np.isfinite(p):
                 p = round(p, cfg["round_pvalues"])

@@ -9,7 +9,15 @@ import pytest
 from scipy import stats
 
 from jaxprune.granger import (
-    Status, _chi2_sf_int, _f_sf_int, _granger_jit, chi2_sf, f_sf, fill_nan, granger_tests, min_pvalue,
+    Status,
+    _chi2_sf_int,
+    _f_sf_int,
+    _granger_jit,
+    chi2_sf,
+    f_sf,
+    fill_nan,
+    granger_tests,
+    min_pvalue,
 )
 
 TESTS = ("ssr_ftest", "ssr_chi2test", "lrtest", "params_ftest")

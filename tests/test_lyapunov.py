@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 from jaxprune import lyapunov as ly
-from jaxprune.lyapunov import Status, lyap_r, windowed_le, windowed_le_update, LyapunovStream
+from jaxprune.lyapunov import LyapunovStream, Status, lyap_r, windowed_le, windowed_le_update
 from jaxprune.lyapunov_reference import lyap_r_numpy, quantize_f6, windowed_le_numpy
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# The TISEAN reference set: $JAXPRUNE_TISEAN_REF, else the workspace's ../shared/reference (where
-# a maintainer drops a newer or larger set), else the copy of the public set in tests/data.
+# The TISEAN reference set: $JAXPRUNE_TISEAN_REF (an external reference set in the same format,
+# e.g. a newer or larger one), else the copy of the public set in tests/data.
 REF_CANDIDATES = [os.environ.get("JAXPRUNE_TISEAN_REF", ""),
-                  os.path.join(_HERE, "..", "..", "shared", "reference", "tisean_lyap_r_public.npz"),
                   os.path.join(_HERE, "data", "tisean_lyap_r_public.npz")]
 
 
@@ -421,9 +420,9 @@ def test_streaming_under_jit_in_lane_blocks(monkeypatch):
         want = windowed_le(traj, mode=mode)
         traced = []
 
-        def step(w):
-            traced.append(1)
-            return windowed_le_update(w, mode=mode)
+        def step(w):  # traced within this iteration only
+            traced.append(1)  # noqa: B023
+            return windowed_le_update(w, mode=mode)  # noqa: B023
 
         jstep = jax.jit(step)
         got = [jstep(jnp.asarray(traj[45 * k: 45 * k + 50])) for k in range(2)]

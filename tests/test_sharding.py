@@ -13,8 +13,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 import sharding_cases as cases
+
 from jaxprune import granger, lyapunov, sharding
 
 HERE = Path(__file__).parent

@@ -94,7 +94,7 @@ def test_one_epoch_matches_numpy_reference(loss):
                                     cfg.learning_rate, loss)
     assert len(batch_accs) == 10 and res.steps == 10
     moved = 0.0
-    for (W, b), (W0, b0), (Wr, br) in zip(_layers(res.params), _layers(res.init_params), want):
+    for (W, b), (W0, _b0), (Wr, br) in zip(_layers(res.params), _layers(res.init_params), want):
         # float32 training vs float64 reference; measured max diff ~3e-7
         np.testing.assert_allclose(np.asarray(W), Wr, rtol=0, atol=2e-6)
         np.testing.assert_allclose(np.asarray(b), br, rtol=0, atol=2e-6)
