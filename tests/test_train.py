@@ -221,7 +221,7 @@ def test_masked_retrainings_share_one_compiled_epoch():
 
     init = _trainer().init_params
     rng = np.random.default_rng(0)
-    masks = [jax.tree.map(lambda a: rng.random(np.shape(a)) > s, init) for s in (0.2, 0.6)]
+    masks = [jax.tree.map(lambda a, s=s: rng.random(np.shape(a)) > s, init) for s in (0.2, 0.6)]
     cache: dict = {}
     shared, own = [], []
     for m in masks:
