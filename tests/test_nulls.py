@@ -79,8 +79,8 @@ def test_empirical_p_value_formula(monkeypatch):
     fractions = iter([0.0, 1.0, 1.0, 0.0, 1.0])  # layer-0 null fraction per draw
     real = granger_on_le(le, risk, CFG)
 
-    def fake(x, y, cfg):
-        out = granger_on_le(x, y, cfg)
+    def fake(x, y, cfg, **kw):
+        out = granger_on_le(x, y, cfg, **kw)
         f = next(fractions)
         p = np.where(np.arange(x.shape[1]) < 24, 0.5 if f == 1.0 else 0.001, out.pmin)
         return pipeline.GrangerOutcome(p, out.lag_pvalues, out.status, out.maxlag_used,
@@ -100,9 +100,9 @@ def test_one_kernel_call_per_draw_not_per_weight(monkeypatch):
     real = granger_on_le(le, risk, CFG)
     calls = []
 
-    def counting(x, y, cfg):
+    def counting(x, y, cfg, **kw):
         calls.append(x.shape)
-        return granger_on_le(x, y, cfg)
+        return granger_on_le(x, y, cfg, **kw)
 
     monkeypatch.setattr(pipeline, "granger_on_le", counting)
     nulls.null_controls(le, risk, CFG, LAYOUT,
