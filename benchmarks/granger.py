@@ -5,27 +5,17 @@ Timings on a shared machine are noisy; compile time is reported separately.
 """
 import argparse
 import os
-import platform
 import time
 import warnings
 
 import jax
+from hardware import cpu_model  # benchmarks/hardware.py (run as scripts)
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxprune.granger import _granger_jit, granger_tests, min_pvalue  # noqa: E402
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def timed(f, reps=2):

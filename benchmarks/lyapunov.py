@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import jax
+from hardware import cpu_model  # benchmarks/hardware.py (run as scripts)
 
 jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
@@ -30,15 +30,6 @@ from jaxprune.lyapunov_reference import windowed_le_numpy  # noqa: E402
 
 W_FULL, T_FULL, WINDOW, STRIDE = 41_000, 11_475, 50, 45  # 254 windows
 
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def synthetic(T: int, W: int, seed: int = 0) -> np.ndarray:
@@ -65,7 +56,7 @@ def main():
     ap.add_argument("--traj", default=None)
     ap.add_argument("--skip-parity", action="store_true")
     a = ap.parse_args()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; jax {jax.__version__}, backend "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__}, backend "
           f"{jax.default_backend()}, devices {jax.devices()}")
     if a.traj:
         traj = np.load(a.traj).astype(np.float32)

@@ -22,28 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from hardware import cpu_model  # benchmarks/hardware.py (run as scripts)
 
 from jaxprune import data, lyapunov, pipeline, prune
 from jaxprune.population import retrain_population
 from jaxprune.train import Trainer
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 class Clock:

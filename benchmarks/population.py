@@ -15,25 +15,14 @@ Run: python benchmarks/population.py [--members 5 20] [--epochs 10] [--repeats 3
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
 import numpy as np
+from hardware import cpu_model  # benchmarks/hardware.py (run as scripts)
 
 from jaxprune import data, pipeline, prune
 from jaxprune.population import PopulationTrainer
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def members(ds, cfg, n):

@@ -454,6 +454,17 @@ def _is_concrete(a):
     return not isinstance(a, jax.core.Tracer)
 
 
+def _from_params(params, field: str, value, where: str):
+    """`value` (a keyword argument), or `field` of `params` when given (not both)."""
+    if params is None:
+        return value
+    if not isinstance(params, GrangerParams):
+        raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
+    if value is not None:
+        raise TypeError(f"{where}: give either params= or {field}=, not both")
+    return getattr(params, field)
+
+
 def granger_tests(y, x, *, maxlag=None, chunk_size=256, collinear_tol=None, params=None):
     """Granger non-causality tests "x does not cause y" for a batch of candidate causes.
 
@@ -478,13 +489,8 @@ def granger_tests(y, x, *, maxlag=None, chunk_size=256, collinear_tol=None, para
     jit: traceable with static ``maxlag`` / ``chunk_size``; value checks (finite y) are only
     done on concrete inputs, inside a trace a non-finite y gives status NONFINITE instead.
     """
-    if params is not None:
-        if not isinstance(params, GrangerParams):
-            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
-        if maxlag is not None:
-            raise TypeError("granger_tests: give either params= or maxlag=, not both")
-        maxlag = params.maxlag
-    elif maxlag is None:
+    maxlag = _from_params(params, "maxlag", maxlag, "granger_tests")
+    if maxlag is None:
         raise TypeError("granger_tests: maxlag= (or params=GrangerParams(...)) is required")
     if isinstance(maxlag, bool) or not isinstance(maxlag, (int, np.integer)):
         raise TypeError(f"maxlag must be an int, got {type(maxlag).__name__}")
@@ -562,13 +568,8 @@ def min_pvalue(result, test=None, *, round_decimals=None, invalid=None, params=N
     Returns:
       (pmin, lag): pmin (...) float, lag (...) int32 the 1-based lag attaining it (0 if invalid).
     """
-    if params is not None:
-        if not isinstance(params, GrangerParams):
-            raise TypeError(f"params must be a GrangerParams, got {type(params).__name__}")
-        if test is not None:
-            raise TypeError("min_pvalue: give either params= or test=, not both")
-        test = params.test
-    elif test is None:
+    test = _from_params(params, "test", test, "min_pvalue")
+    if test is None:
         test = "ssr_chi2test"
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
