@@ -13,7 +13,6 @@ sparsity, test_accuracy, macro_f1, reached_threshold, epochs_to_threshold, ...) 
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,16 +26,12 @@ from jaxprune.weights import kernel_layout
 
 
 def _cached(path: Path, settings: dict, resume: bool):
-    if not (resume and path.exists()):
-        return None
-    saved = json.loads(path.read_text())
-    return saved["records"] if saved.get("settings") == settings else None
+    saved = rundir.read_json(path) if resume else None  # names a corrupt file
+    return saved["records"] if saved is not None and saved.get("settings") == settings else None
 
 
 def _write(path: Path, settings: dict, records) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "records": records}, indent=1))
-    tmp.replace(path)
+    rundir.write_json(path, {"settings": settings, "records": records})  # strict, atomic
 
 
 def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,

@@ -671,29 +671,24 @@ def _easy(x, *, r, quantize, m, d, s, t):
 def _slope_core(x, *, m, d, t, s, r, quantize, exact, path="cond"):
     """x: (L, B) windows (lanes last) -> slope (B,), status (B,) int8.
 
-    path: "cond" decides between the one-box and the general path on device (lax.cond, works
-    under an outer jit); "onebox" / "general" force one (the caller checked :func:`_easy` on the
-    host: XLA CPU runs the branches of a conditional markedly slower than top-level code).
+    path: "cond" decides between the one-box and the general path on device (works under an
+    outer jit): the one-box kernel runs unconditionally, as top-level code, and only the rare
+    general path sits in a ``lax.cond`` branch (XLA:CPU runs a conditional's branches markedly
+    slower than top-level code); "onebox" / "general" force one (the caller checked
+    :func:`_easy` on the host).
     """
     if r is None or path == "general":
         lyap, found, _, status = _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
                                        exact=exact, n_out=2)
-    elif path == "onebox":
-        xs, _, status = _prepare(x, r, quantize, exact, m, d, s, t)
-        lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
     else:
         xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
-        ok = status == Status.OK
-        easy = jnp.all((eps0 > 1) | ~ok)
-
-        def fast(_):
-            return _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)[:2]
-
-        def general(_):
-            return _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact,
-                         n_out=2)[:2]
-
-        lyap, found = lax.cond(easy, fast, general, None)
+        lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
+        if path == "cond":
+            easy = jnp.all((eps0 > 1) | (status != Status.OK))
+            lyap, found = lax.cond(
+                easy, lambda x: (lyap, found),
+                lambda x: _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact,
+                                n_out=2)[:2], x)
     S = _finish(lyap, found)
     slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
     return slope, status
@@ -864,19 +859,7 @@ def _slope_blocked(win, *, m, d, t, s, r, quantize):
     kw = dict(m=m, d=d, t=t, s=s, r=r, quantize=quantize)
 
     def block(x):
-        if r is None:
-            return _slope_core(x, exact=exact, path="general", **kw)
-        # the one-box kernel runs unconditionally (top-level code of the map body); only the
-        # rare general path sits in a conditional branch
-        xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
-        easy = jnp.all((eps0 > 1) | (status != Status.OK))
-        lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
-        lyap, found = lax.cond(
-            easy, lambda x: (lyap, found),
-            lambda x: _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact,
-                            n_out=2)[:2], x)
-        S = _finish(lyap, found)
-        return jnp.where(status == Status.OK, S[1] - S[0], jnp.nan), status
+        return _slope_core(x, exact=exact, path="cond", **kw)
 
     if B <= Cb:
         return block(win)
@@ -914,8 +897,8 @@ def window_le(win, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int 
     kw = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
     if isinstance(win, jax.core.Tracer):  # under an outer jit: decide on device, per block
         return _slope_blocked(win, **kw)
-    else:  # one small host sync per window picks the path (faster than lax.cond on CPU)
-        path = "onebox" if bool(_update_easy(win, **kw)) else "general"
+    # one small host sync per window picks the path (faster than lax.cond on CPU)
+    path = "onebox" if bool(_update_easy(win, **kw)) else "general"
     return _update_jit(win, path=path, **kw)
 
 

@@ -689,7 +689,8 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
     inputs (e.g. the same training with another layer filter).
     nulls: a `jaxprune.nulls.NullConfig` (default: all controls, 19 draws), or None to skip the
     null controls; sparsities: targets of the accuracy-vs-sparsity curves (empty: none). Both
-    run after every seed (`jaxprune.controls`), change no mask, and are part of the fingerprint.
+    run after every seed (`jaxprune.controls`) and change no mask; they are not part of the
+    fingerprint: their per-seed files are reused on resume only when their settings match.
     """
     from jaxprune import controls
     from jaxprune import nulls as nulls_mod
@@ -766,9 +767,7 @@ def analyze_train_dir(run_dir, make_config: Callable[[LegcnetConfig], LegcnetCon
     risk = np.asarray(windows["risk"])
     data = load_dataset(meta["dataset"], seed=tcfg.seed)
     _, like = _init_params(data, cfg, tcfg.seed)
-    params_path = run_dir / "params.npz"
-    params = load_params(rundir.load_npz(params_path) if params_path.exists() else params_path,
-                         like)
+    params = load_params(run_dir / "params.npz", like)  # names a missing or corrupt file
     t0 = time.perf_counter()
     if "le" in windows:
         le = np.asarray(windows["le"])

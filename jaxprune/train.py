@@ -25,6 +25,7 @@ checkpoint continues bit for bit as the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -49,6 +50,7 @@ RISK_KINDS = ("train", "batch")
 _NOT_PLAIN_OPTIMIZERS = ("lbfgs", "polyak_sgd")
 
 
+@functools.cache  # a fact of the installed optax; every TrainConfig checks against it
 def optimizer_names() -> tuple[str, ...]:
     """The optax optimizers ``optax.<name>(learning_rate)`` usable by name: the functions of
     optax's optimizer aliases (sgd, adam, ...), not any optax attribute (``apply_updates``)."""
