@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxprune import windows as _win
 from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
 
 __all__ = [
@@ -477,24 +478,20 @@ def _lyap_r_jit(x, *, m, d, t, s, r, quantize, C):
 # ----------------------------------------------------------------------------- windows
 
 def n_windows(T: int, window: int = 50, stride: int = 45) -> int:
-    """Number of complete windows: ``(T - window) // stride + 1`` (0 if T < window)."""
-    return max((T - window) // stride + 1, 0) if T >= window else 0
+    """Number of complete windows in ``T`` steps: `jaxprune.windows.n_windows` (argument ``T``).
+
+    ``(T - window) // stride + 1``, 0 if ``T < window``.
+    """
+    return _win.n_windows(T, window, stride)
 
 
 def window_end_steps(n: int, window: int = 50, stride: int = 45,
                      offset: int | None = None) -> np.ndarray:
-    """End step (1-based optimizer step) of each window: ``stride * (k + 1) + offset``.
+    """End step of each of ``n`` windows: `jaxprune.windows.window_end_steps` (argument ``n``).
 
-    Window k covers steps [stride*k, stride*k+window) of the trajectory, whose last entry is
-    written after step ``stride * k + window``: that is the default (``offset = window - stride``),
-    the same convention as `jaxprune.train.window_end_steps`. For the paper's window 50 / stride
-    45 it equals the paper's ``r_k = int(50 * 0.9 * (k + 1) + 5)`` (50, 95, 140, ...). The paper
-    hard-coded the ``+ 5``; pass ``offset=5`` to reproduce it for other windows (e.g. its window
-    200 / stride 180 scripts). Returns int64 (n,).
+    ``stride * (k + 1) + offset``, default ``offset = window - stride``; int64 ``(n,)``.
     """
-    if offset is None:
-        offset = window - stride
-    return stride * (np.arange(n, dtype=np.int64) + 1) + offset
+    return _win.window_end_steps(n, window, stride, offset)
 
 
 def _check_window(window, stride, m, d, s, t):
