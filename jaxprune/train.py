@@ -30,17 +30,33 @@ import json
 import math
 import os
 import time
-import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from jaxprune import models
+from jaxprune.checkpoints import (  # noqa: F401 - re-exported: their home was this module
+    Checkpointer,
+    CheckpointerLike,
+    TrajectoryFile,
+    WindowStore,
+    load_params,
+    save_metrics,
+    save_params,
+)
 from jaxprune.weights import flatten_kernels, kernel_layout
+from jaxprune.windows import (  # noqa: F401 - re-exported: their home was this module
+    max_windows_per_epoch,
+    n_windows,
+    steps_per_epoch,
+    window_end_steps,
+)
 
 PyTree = Any
 RISK_KINDS = ("train", "batch")
@@ -107,10 +123,10 @@ class TrainConfig:
             raise ValueError(f"optax has no optimizer named {self.optimizer!r}: use one such "
                              f"as {', '.join(optimizer_names()[:8])}, ...")
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -152,25 +168,13 @@ def diverged(params: PyTree, loss: float) -> str | None:
     return None
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Mini-batches per epoch; the last one may be partial (PyTorch ``drop_last=False``)."""
-    return math.ceil(n_train / batch_size)
+# Old name of `jaxprune.windows.n_windows` (same function; its arguments are (n_steps, window,
+# stride) as here before).
+window_count = n_windows
 
-
-def window_count(n_steps: int, window: int, stride: int) -> int:
-    """Number of complete windows in a trajectory of `n_steps` recorded steps."""
-    return 0 if n_steps < window else (n_steps - window) // stride + 1
-
-
-def window_end_steps(n_windows: int, window: int, stride: int) -> np.ndarray:
-    """End step (1-based optimizer step) of each window, int64 ``(n_windows,)``."""
-    return stride * np.arange(n_windows, dtype=np.int64) + window
-
-
-def max_windows_per_epoch(n_steps_epoch: int, stride: int) -> int:
-    """Most windows that can complete inside one epoch of `n_steps_epoch` steps."""
-    return (n_steps_epoch - 1) // stride + 1
-
+# Private names the persistence classes had here (jaxprune.checkpoints).
+_WindowStore = WindowStore
+_Checkpointer = Checkpointer
 
 class TrainState(NamedTuple):
     """Device state carried across steps and epochs (all arrays; a pytree).
@@ -203,13 +207,18 @@ class EpochOutput(NamedTuple):
     trajectory: jax.Array | None
 
 
-def accuracy(apply: Callable, params: PyTree, x: jax.Array, y: jax.Array) -> jax.Array:
+def accuracy(apply: Callable, params: PyTree, x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Fraction of ``y`` (``(n,)`` int) predicted right from ``x`` (``(n, features)``)."""
     return jnp.mean(models.predict_labels(apply(params, x)) == y)
 
 
-def batch_order(seed: int, epoch: jax.Array | int, n_train: int, batch_size: int):
-    """Example indices ``(S, batch)`` and weights ``(S, batch)`` (0 for padding) of one epoch."""
+def batch_order(seed: int, epoch: ArrayLike, n_train: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """The example order of one epoch (``S = steps_per_epoch(n_train, batch_size)``).
+
+    Returns:
+      ``(idx, weight)``: example indices ``(S, batch_size)`` (int) and float32 weights
+      ``(S, batch_size)``, 0 for the padding that fills the last, partial batch.
+    """
     key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
     perm = jax.random.permutation(key, n_train)
     n_steps = steps_per_epoch(n_train, batch_size)
@@ -219,7 +228,7 @@ def batch_order(seed: int, epoch: jax.Array | int, n_train: int, batch_size: int
     return idx, weight.astype(jnp.float32)
 
 
-def make_step(apply: Callable, tx: optax.GradientTransformation, loss_name: str):
+def make_step(apply: Callable, tx: optax.GradientTransformation, loss_name: str) -> Callable:
     """One optimizer step ``(params, opt_state, xb, yb, wb) -> (params, opt_state, loss, acc)``.
 
     The loss is the weighted mean of per-example losses (weights 0 mark padding of the last,
@@ -383,7 +392,11 @@ class Trainer:
         are kept for the whole run when `keep_window_outputs` (the default when window_fn is set).
       keep_trajectory: path of a ``.npy`` file to memory-map the full trajectory
         ``(T, n_weights)`` float32 into (optional).
-      checkpoint_dir: orbax checkpoints of the full state at epoch ends.
+      checkpoint_dir: orbax checkpoints of the full state at epoch ends: each `fit` builds a
+        `jaxprune.checkpoints.Checkpointer` on this directory.
+      checkpointer: instead of `checkpoint_dir`, the object that saves and restores the state
+        (`jaxprune.checkpoints.CheckpointerLike`: ``save``, ``restore_latest``, ``close``);
+        `fit` closes it when it returns. Not both.
       checkpoint_every_s: save at the first epoch end at least this many seconds after the last
         save, and always at the last epoch (0: every epoch). A save costs ~0.1-0.3 s, more than a
         small net's epoch; a resumed run is identical whichever epoch it resumes from.
@@ -411,6 +424,7 @@ class Trainer:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every_s: float = 30.0,
         epoch_fn_cache: dict | None = None,
+        checkpointer: CheckpointerLike | None = None,
     ):
         x_train = np.asarray(x_train)
         y_train = np.asarray(y_train)
@@ -442,7 +456,10 @@ class Trainer:
             (window_fn is not None) if keep_window_outputs is None else keep_window_outputs
         )
         self.keep_trajectory = None if keep_trajectory is None else Path(keep_trajectory)
+        if checkpointer is not None and checkpoint_dir is not None:
+            raise ValueError("give checkpoint_dir or checkpointer, not both")
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir).absolute()
+        self.checkpointer = checkpointer
         self.checkpoint_every_s = float(checkpoint_every_s)
         record = self.keep_trajectory is not None
         key = None
@@ -520,8 +537,7 @@ class Trainer:
         k = 0
         for epoch in range(self.config.epochs if epochs is None else epochs):
             state, out = self.run_epoch(state, epoch)
-            for win in self.windows_of(out, k):
-                yield win
+            yield from self.windows_of(out, k)
             k += int(out.n_windows)
 
     # ----------------------------------------------------------------- fit
@@ -546,7 +562,7 @@ class Trainer:
         """
         epochs = self.config.epochs if epochs is None else int(epochs)
         n_windows = self.total_windows(epochs)
-        store = _WindowStore(n_windows, self.window_output_struct() if self.keep_window_outputs else None)
+        store = WindowStore(n_windows, self.window_output_struct() if self.keep_window_outputs else None)
         history = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
         state = self.initial_state()
         start_epoch = 0
@@ -555,7 +571,7 @@ class Trainer:
         # options its saves still synchronised the processes and deadlocked now and then; a
         # resumed multi-process run restarts an unfinished training from its first epoch.
         multi = jax.process_count() > 1
-        ckpt = _Checkpointer(self.checkpoint_dir) if self.checkpoint_dir and not multi else None
+        ckpt = None if multi else self._open_checkpointer()
         if resume:
             if ckpt is None and not multi:
                 raise ValueError("resume=True needs a checkpoint_dir")
@@ -566,7 +582,11 @@ class Trainer:
         reached = (target_train_accuracy is not None and bool(history["train_accuracy"])
                    and history["train_accuracy"][-1] >= target_train_accuracy)
         last_epoch = start_epoch if reached else epochs
-        traj = self._open_trajectory(epochs, start_epoch * self.steps_per_epoch if resume else 0)
+        traj = None
+        if self.keep_trajectory is not None:
+            traj = TrajectoryFile(self.keep_trajectory)
+            traj.open(epochs * self.steps_per_epoch, self.n_weights,
+                      start_epoch * self.steps_per_epoch if resume else 0)
         bar = _progress(epochs, start_epoch, progress, progress_desc)
         epoch = start_epoch
         last_save = time.perf_counter()
@@ -582,8 +602,7 @@ class Trainer:
                     if on_window is not None:
                         on_window(win)
                 if traj is not None:
-                    s0 = epoch * self.steps_per_epoch
-                    traj[s0 : s0 + self.steps_per_epoch] = np.asarray(out.trajectory)
+                    traj.write(epoch * self.steps_per_epoch, np.asarray(out.trajectory))
                 history["loss"].append(float(np.mean(np.asarray(out.loss))))
                 why = diverged(state.params, history["loss"][-1])
                 if why is not None:  # never report a blown-up run as a result
@@ -610,7 +629,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             if traj is not None:
-                traj.flush()
+                traj.close()
             if ckpt is not None:
                 ckpt.close()
         history["reached_target"] = bool(
@@ -636,145 +655,12 @@ class Trainer:
             n_weights=self.n_weights,
         )
 
-    def _open_trajectory(self, epochs: int, steps_done: int):
-        """The ``(epochs * steps_per_epoch, n_weights)`` float32 memmap; on resume, the steps
-        already written (`steps_done`) are kept, also when the file was made for fewer epochs."""
-        if self.keep_trajectory is None:
-            return None
-        shape = (epochs * self.steps_per_epoch, self.n_weights)
-        path = self.keep_trajectory
-        path.parent.mkdir(parents=True, exist_ok=True)
-        old = np.load(path, mmap_mode="r") if steps_done and path.exists() else None
-        if old is not None and old.shape == shape:
-            del old
-            return np.load(path, mmap_mode="r+")
-        if old is not None and (old.shape[1] != shape[1] or old.shape[0] < steps_done):
-            raise ValueError(f"{path} holds {old.shape}; cannot continue a {shape} trajectory in it")
-        tmp = path.with_name(path.name + ".tmp")
-        new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        if old is not None:
-            new[:steps_done] = old[:steps_done]
-            del old
-        new.flush()
-        os.replace(tmp, path)
-        return new
 
-
-class _WindowStore:
-    """Host copies of every window's accuracy, end step and (optionally) `window_fn` output."""
-
-    def __init__(self, n_windows: int, output_struct: PyTree | None):
-        # At least one slot: orbax cannot save zero-size arrays (a run shorter than one window).
-        n_windows = max(n_windows, 1)
-        self.count = 0
-        self.accuracy = np.zeros((n_windows,), np.float64)
-        self.end_steps = np.zeros((n_windows,), np.int64)
-        self.keep_outputs = output_struct is not None
-        # pytree of (n_windows, ...) host arrays, one slot per window of the run
-        self.outputs = None
-        if output_struct is not None:
-            self.outputs = jax.tree.map(
-                lambda s: np.zeros((n_windows,) + tuple(s.shape), s.dtype), output_struct
-            )
-
-    def add(self, win: RecordedWindow):
-        k = self.count
-        self.accuracy[k] = win.accuracy
-        self.end_steps[k] = win.end_step
-        if self.keep_outputs:
-            value = jax.device_get(win.value)
-            jax.tree.map(lambda o, v: o.__setitem__(k, v), self.outputs, value)
-        self.count += 1
-
-    def outputs_so_far(self):
-        if self.outputs is None:
-            return None
-        return jax.tree.map(lambda o: o[: self.count].copy(), self.outputs)
-
-    def as_tree(self, count: int | None = None) -> dict:
-        """The first `count` (default: all recorded) windows as a pytree of host arrays."""
-        n = max(self.count if count is None else count, 1)  # see __init__: never zero-size
-        tree = {"accuracy": self.accuracy[:n], "end_steps": self.end_steps[:n]}
-        if self.outputs is not None:
-            tree["outputs"] = jax.tree.map(lambda o: o[:n], self.outputs)
-        return tree
-
-    def load(self, tree: dict, count: int):
-        self.count = count
-        self.accuracy[:count] = np.asarray(tree["accuracy"])[:count]
-        self.end_steps[:count] = np.asarray(tree["end_steps"])[:count]
-        if self.outputs is not None and "outputs" in tree:
-            jax.tree.map(
-                lambda o, v: o.__setitem__(slice(0, count), np.asarray(v)[:count]),
-                self.outputs,
-                tree["outputs"],
-            )
-
-
-class _Checkpointer:
-    """orbax checkpoints of (train state, window store, history) at epoch ends."""
-
-    def __init__(self, directory: Path):
-        import orbax.checkpoint as ocp
-
-        self._ocp = ocp
-        self.directory = Path(directory)
-        self.manager = ocp.CheckpointManager(
-            directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
-        )
-
-    def save(self, epoch: int, state: TrainState, store: _WindowStore, history: dict):
-        ocp = self._ocp
-        self.manager.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state._asdict()),
-                windows=ocp.args.StandardSave(store.as_tree()),
-                history=ocp.args.JsonSave({**history, "windows_recorded": store.count}),
-            ),
-        )
-        self.manager.wait_until_finished()
-
-    def restore_latest(self, state: TrainState, store: _WindowStore):
-        """The newest checkpoint that restores; a corrupt one is skipped with a warning (the
-        previous one is used, or none: training restarts)."""
-        for epoch in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                return self._restore(int(epoch), state, store)
-            except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
-                warnings.warn(
-                    f"checkpoint {self.directory}/{epoch} is unreadable "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
-                    "; falling back to the previous checkpoint", stacklevel=2)
-        return None
-
-    def _restore(self, epoch: int, state: TrainState, store: _WindowStore):
-        ocp = self._ocp
-        # The history (JSON) says how many windows were recorded, which fixes the shapes to restore.
-        history = dict(
-            self.manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))[
-                "history"
-            ]
-        )
-        count = int(history.pop("windows_recorded"))
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
-        abstract_win = jax.tree.map(ocp.utils.to_shape_dtype_struct, store.as_tree(count))
-        restored = self.manager.restore(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                windows=ocp.args.StandardRestore(abstract_win),
-            ),
-        )
-        store.load(restored["windows"], count)
-        s = restored["state"]
-        new_state = TrainState(s["params"], s["opt_state"], s["step"], s["ring"])
-        return new_state, store, history, int(epoch)
-
-    def close(self):
-        self.manager.close()
-
+    def _open_checkpointer(self) -> CheckpointerLike | None:
+        """This fit's checkpointer: the one given, else one on `checkpoint_dir`, else None."""
+        if self.checkpointer is not None:
+            return self.checkpointer
+        return None if self.checkpoint_dir is None else Checkpointer(self.checkpoint_dir)
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
     if not enabled:
@@ -801,41 +687,3 @@ def train_on_dataset(dataset, config: TrainConfig, **trainer_kwargs) -> tuple[Tr
         **trainer_kwargs,
     )
     return trainer, trainer.fit(**fit_kwargs)
-
-
-def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
-    """Write a metrics dict as strict, pretty JSON (numpy values converted, NaN / inf -> null)."""
-    from jaxprune.rundir import write_json
-
-    write_json(path, metrics)
-
-
-def save_params(path: str | os.PathLike, params: PyTree, init_params: PyTree | None = None) -> None:
-    """Save params (and the initial params) as ``.npz``: leaves in pytree order."""
-    arrays = {f"params_{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(params))}
-    if init_params is not None:
-        arrays.update({f"init_{i}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(init_params))})
-    np.savez(path, **arrays)
-
-
-def load_params(path, like: PyTree, prefix: str = "params") -> PyTree:
-    """Inverse of `save_params`: rebuild a pytree shaped like `like` from a ``.npz`` path (or
-    an already loaded mapping of its arrays)."""
-    if isinstance(path, (str, os.PathLike)):
-        from jaxprune.rundir import load_npz
-
-        data = load_npz(path)  # reads every array now: a bad CRC is an error naming the file
-        if data is None:
-            raise FileNotFoundError(f"no such params file: {path}")
-    else:
-        data = path
-    leaves, treedef = jax.tree.flatten(like)
-    keys = [f"{prefix}_{i}" for i in range(len(leaves))]
-    missing = [k for k in keys if k not in data]
-    if missing:
-        raise ValueError(f"{path} lacks {missing[:3]}: saved from another net?")
-    loaded = [np.asarray(data[k]) for k in keys]
-    for k, a, b in zip(keys, loaded, leaves):
-        if a.shape != np.shape(b):
-            raise ValueError(f"{path}: {k} has shape {a.shape}, expected {np.shape(b)}")
-    return jax.tree.unflatten(treedef, loaded)
