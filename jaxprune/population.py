@@ -52,8 +52,8 @@ from jaxprune.train import (
     batch_order,
     make_optimizer,
     make_step,
-    steps_per_epoch,
 )
+from jaxprune.windows import steps_per_epoch
 
 PyTree = Any
 MEMBER_AXIS = "members"

@@ -66,7 +66,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxprune import granger as granger_mod
-from jaxprune import lyapunov
+from jaxprune import lyapunov, windows
 
 AXIS = "weights"
 # Default chunk widths (weights per kernel step) when no budget is given.
@@ -328,7 +328,7 @@ def window_le_fn(*, mesh: Mesh | None = None, memory_budget_bytes: float | None 
 def _le_chunk(x, *, window, stride, dtype, le_kwargs):
     """(T, C) trajectory chunk -> le (n_windows, C), status (n_windows, C) int8."""
     T, C = x.shape
-    nw = lyapunov.n_windows(T, window, stride)
+    nw = windows.n_windows(T, window, stride)
     idx = stride * np.arange(nw)[None, :] + np.arange(window)[:, None]  # (window, nw), static
     wins = x[idx].reshape(window, nw * C)  # window k of weight c in lane k * C + c
     mode = "parity" if dtype == jnp.float64 else "fast"
@@ -364,7 +364,7 @@ def sharded_windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2,
     if len(shape) < 1:
         raise ValueError("traj must have shape (T, ...)")
     T, W = shape[0], int(np.prod(shape[1:], dtype=np.int64))
-    nw = lyapunov.n_windows(T, window, stride)
+    nw = windows.n_windows(T, window, stride)
     opts = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
     if nw <= 0 or W == 0:  # nothing to shard: the kernel's own edge-case handling
         return lyapunov.windowed_le(traj, window=window, stride=stride, mode=mode,
@@ -394,7 +394,7 @@ def sharded_windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2,
         le[:, w0:w1] = _to_host(l_b)[:, : w1 - w0]
         status[:, w0:w1] = _to_host(s_b)[:, : w1 - w0]
     tail = shape[1:]
-    ends = lyapunov.window_end_steps(nw, window, stride, end_offset)
+    ends = windows.window_end_steps(nw, window, stride, end_offset)
     return lyapunov.WindowedLE(le.reshape((nw,) + tail), ends, status.reshape((nw,) + tail))
 
 
