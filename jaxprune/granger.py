@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.scipy.special import betainc, gammaincc
+from jax.typing import ArrayLike
 
 from jaxprune._linalg import cholesky_bm, lagged_gram_bl, qr_r_bm, tri_inv_lower_bm
 
@@ -125,8 +126,16 @@ class GrangerResult(NamedTuple):
 # --------------------------------------------------------------------------------------------
 
 
-def f_sf(f, dfn, dfd):
-    """F(dfn, dfd) survival function: I_{dfd / (dfd + dfn f)}(dfd / 2, dfn / 2)."""
+def f_sf(f: ArrayLike, dfn: ArrayLike, dfd: ArrayLike) -> jax.Array:
+    """F(dfn, dfd) survival function: I_{dfd / (dfd + dfn f)}(dfd / 2, dfn / 2).
+
+    Args:
+      f: F statistics, any shape; NaN stays NaN.
+      dfn, dfd: numerator / denominator degrees of freedom, broadcastable to ``f``.
+
+    Returns:
+      ``P(F > f)`` in the broadcast shape of the arguments.
+    """
     f = jnp.asarray(f)
     dfn = jnp.asarray(dfn, f.dtype)
     dfd = jnp.asarray(dfd, f.dtype)
@@ -134,8 +143,16 @@ def f_sf(f, dfn, dfd):
     return jnp.where(jnp.isnan(f), jnp.nan, betainc(dfd / 2, dfn / 2, x))
 
 
-def chi2_sf(c, df):
-    """Chi-square(df) survival function: Q(df / 2, c / 2)."""
+def chi2_sf(c: ArrayLike, df: ArrayLike) -> jax.Array:
+    """Chi-square(df) survival function: Q(df / 2, c / 2).
+
+    Args:
+      c: chi-square statistics, any shape; NaN stays NaN.
+      df: degrees of freedom, broadcastable to ``c``.
+
+    Returns:
+      ``P(X > c)`` in the broadcast shape of the arguments.
+    """
     c = jnp.asarray(c)
     df = jnp.asarray(df, c.dtype)
     return jnp.where(jnp.isnan(c), jnp.nan, gammaincc(df / 2, jnp.maximum(c, 0) / 2))
@@ -216,12 +233,19 @@ def _f_sf_int(f, dfn, dfd):
 # --------------------------------------------------------------------------------------------
 
 
-def fill_nan(x, value=0.0):
+def fill_nan(x: ArrayLike, value: float = 0.0) -> jax.Array:
     """Replace non-finite entries (windows with no Lyapunov estimate) by ``value``.
 
     The original pipeline filled missing LE windows with 0; making it explicit keeps
     :func:`granger_tests` honest (it reports NONFINITE for series that still hold NaN).
     Note a series that is entirely NaN becomes constant and is reported as CONSTANT.
+
+    Args:
+      x: any shape, e.g. LE series ``(n_weights, n_windows)``.
+      value: the fill, cast to x's dtype.
+
+    Returns:
+      x's shape and dtype, every NaN / inf replaced.
     """
     x = jnp.asarray(x)
     return jnp.where(jnp.isfinite(x), x, jnp.asarray(value, x.dtype))
@@ -465,7 +489,9 @@ def _from_params(params, field: str, value, where: str):
     return getattr(params, field)
 
 
-def granger_tests(y, x, *, maxlag=None, chunk_size=256, collinear_tol=None, params=None):
+def granger_tests(y: ArrayLike, x: ArrayLike, *, maxlag: int | None = None, chunk_size: int = 256,
+                  collinear_tol: float | None = None,
+                  params: GrangerParams | None = None) -> GrangerResult:
     """Granger non-causality tests "x does not cause y" for a batch of candidate causes.
 
     Equivalent, per series, to ``statsmodels.tsa.stattools.grangercausalitytests(
@@ -552,7 +578,9 @@ def _reshape_result(res, batch):
     )
 
 
-def min_pvalue(result, test=None, *, round_decimals=None, invalid=None, params=None):
+def min_pvalue(result: GrangerResult, test: str | None = None, *, round_decimals: int | None = None,
+               invalid: float | None = None,
+               params: GrangerParams | None = None) -> tuple[jax.Array, jax.Array]:
     """The paper's decision statistic: the minimum p-value over lags, per series.
 
     Args:

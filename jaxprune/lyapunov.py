@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxprune import windows as _win
 from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
@@ -193,13 +194,14 @@ def _true_div(a, b):
     return a / b
 
 
-def quantize_f6_jax(x):
+def quantize_f6_jax(x: jax.Array) -> jax.Array:
     """MATLAB ``%f`` (6 decimals) in JAX: ``rint(x * 1e6) / 1e6`` with a true division.
 
-    Exact (equal to :func:`quantize_f6`) whenever ``x * 1e6`` is exact in the dtype, e.g. float32
-    weights cast to float64 (24 + 14 bits), which is what training records; for arbitrary float64
-    a value within an ulp of a half-millionth could round the other way (use the NumPy
-    :func:`quantize_f6` on the host then). In float32 it is only approximate (fast mode).
+    Elementwise: any shape in, the same shape and dtype out. Exact (equal to
+    :func:`quantize_f6`) whenever ``x * 1e6`` is exact in the dtype, e.g. float32 weights cast to
+    float64 (24 + 14 bits), which is what training records; for arbitrary float64 a value within
+    an ulp of a half-millionth could round the other way (use the NumPy :func:`quantize_f6` on
+    the host then). In float32 it is only approximate (fast mode).
     """
     return _true_div(jnp.rint(x * 1e6), jnp.asarray(1e6, x.dtype))
 
@@ -414,21 +416,30 @@ def _default_chunk(L, m, d, s, t):
     return int(max(1, min(4096, (1 << 22) // per)))
 
 
-def lyap_r(x, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
+def lyap_r(x: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
            r: float | None = _UNSET, quantize: bool = _UNSET, chunk_size: int | None = None,
            params: LyapunovParams | None = None) -> LyapResult:
     """TISEAN ``lyap_r -m m -d d -t t -s s [-r r]`` on every series of x.
 
     Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
-    s=20, r=None, quantize=False``; note r=None here, TISEAN's default), not both.
+    s=20, r=None, quantize=False``; note r=None here, TISEAN's default), not both. jit-able with
+    the keyword arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``) or with
+    ``params`` as one static argument (``jax.jit(f, static_argnames="params")``).
 
-    x: (..., L) float64 (parity mode, needs x64) or float32 (fast mode); a NumPy or JAX array.
-    r: neighbourhood in data units (``-r``) or None (TISEAN's default, interval / 1000).
-    quantize: apply MATLAB ``%f`` quantisation first (see :func:`quantize_f6_jax`).
-    chunk_size: series per ``lax.map`` step (memory bound, see docs/scaling.md); results do not
-    depend on it. Returns a :class:`LyapResult` of JAX arrays. jit-able with the keyword
-    arguments static (e.g. ``jax.jit(functools.partial(lyap_r, m=3))``) or with ``params`` as
-    one static argument (``jax.jit(f, static_argnames="params")``).
+    Args:
+      x: series ``(..., L)``, float64 (parity mode, needs x64) or float32 (fast mode); a NumPy
+        or JAX array.
+      m, d, t, s: embedding dimension, delay, Theiler window, iterations (static ints).
+      r: neighbourhood in data units (``-r``) or None (TISEAN's default, interval / 1000).
+      quantize: apply MATLAB ``%f`` quantisation first (see :func:`quantize_f6_jax`).
+      chunk_size: series per ``lax.map`` step (memory bound, see docs/scaling.md); results do
+        not depend on it.
+      params: a :class:`LyapunovParams` instead of the keywords.
+
+    Returns:
+      :class:`LyapResult` of JAX arrays: ``S (..., s+1)`` in x's dtype (NaN where
+      ``found == 0``), ``found (..., s+1)`` int32, ``skipped (...)`` int32, ``status (...)``
+      int8 (:class:`Status`).
     """
     kw = _settings("lyap_r", params, dict(_KW_DEFAULTS, r=None), m=m, d=d, t=t, s=s, r=r,
                    quantize=quantize)
@@ -740,25 +751,36 @@ def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
     return slope.reshape(nw, C), status.reshape(nw, C), easy
 
 
-def windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = _UNSET, d: int = _UNSET,
-                t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
+def windowed_le(traj: ArrayLike, *, window: int = 50, stride: int = 45, m: int = _UNSET,
+                d: int = _UNSET, t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
                 quantize: bool = _UNSET, mode: str = "auto", chunk_size: int = 256,
                 end_offset: int | None = None,
                 params: LyapunovParams | None = None) -> WindowedLE:
     """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
 
     Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
-    s=20, r=20.0, quantize=False``), not both.
+    s=20, r=20.0, quantize=False``), not both. Windows: all complete ones,
+    ``n_windows = (T - window) // stride + 1`` (`jaxprune.windows`); window k covers steps
+    ``[stride*k, stride*k + window)``.
 
-    traj: (T, ...) NumPy or JAX array, steps first (as training records it), float32/float64.
-    Windows: all complete ones, ``n = (T - window) // stride + 1``; window k covers steps
-    [stride*k, stride*k + window). mode: "parity" (float64, TISEAN-exact; float32 trajectories are
-    cast, exactly), "fast" (float32) or "auto" (by dtype). chunk_size: weights per device step
-    of the general (boxed) path, taken only for blocks with a window whose range exceeds r (or
-    r=None), ~6 * 8 * (N-t) * N * n_windows bytes per weight in float64; the one-box path
-    runs fixed cache-sized blocks of 4096 (float64) / 8192 (float32) windows, a few MB each
-    (docs/scaling.md). The results do not depend
-    on it. Returns :class:`WindowedLE` (le (n_windows, ...), end_steps (n_windows,), status).
+    Args:
+      traj: trajectories ``(T, ...)``, steps first (as training records them), float32 or
+        float64; a NumPy or JAX array.
+      window, stride: window length and step between window starts (in steps).
+      m, d, t, s, r, quantize: the ``lyap_r`` settings (see :func:`lyap_r`).
+      mode: "parity" (float64, TISEAN-exact; float32 trajectories are cast, exactly), "fast"
+        (float32) or "auto" (by dtype).
+      chunk_size: weights per device step of the general (boxed) path, taken only for blocks
+        with a window whose range exceeds r (or r=None), ~6 * 8 * (N-t) * N * n_windows bytes
+        per weight in float64; the one-box path runs fixed cache-sized blocks of 4096 (float64)
+        / 8192 (float32) windows, a few MB each (docs/scaling.md). Results do not depend on it.
+      end_offset: the end steps' offset (see `jaxprune.windows.window_end_steps`); default
+        ``window - stride``.
+      params: a :class:`LyapunovParams` instead of the keywords.
+
+    Returns:
+      :class:`WindowedLE` of NumPy arrays: ``le (n_windows, ...)`` in the mode's dtype (NaN
+      where undefined), ``end_steps (n_windows,)`` int64, ``status (n_windows, ...)`` int8.
     """
     kw = _settings("windowed_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
                    quantize=quantize)
@@ -871,16 +893,27 @@ def _update_easy(win, *, m, d, t, s, r, quantize):
     return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
 
 
-def window_le(win, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
-              r: float | None = _UNSET, quantize: bool = _UNSET, mode: str = "auto",
-              params: LyapunovParams | None = None):
-    """Slope S(1) - S(0) of one window per weight: win (window, n_weights) -> (n_weights,).
+def window_le(win: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET,
+              s: int = _UNSET, r: float | None = _UNSET, quantize: bool = _UNSET,
+              mode: str = "auto",
+              params: LyapunovParams | None = None) -> tuple[jax.Array, jax.Array]:
+    """Slope S(1) - S(0) of one window per weight.
 
-    The streaming step: training's ring buffer yields ``win`` (float32 JAX array); mode="parity"
-    casts it to float64 (exact). Stateless (the state lives in :class:`LyapunovStream`). Settings:
-    either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0, s=20,
-    r=20.0, quantize=False``), not both. Jitted once per (shape, options); returns (slope,
-    status) as JAX arrays, slope in the mode's dtype, status int8 (n_weights,).
+    The streaming step: training's ring buffer yields ``win``; stateless (the state lives in
+    :class:`LyapunovStream`). Settings: either ``params=LyapunovParams(...)`` or the keywords
+    (defaults ``m=2, d=1, t=0, s=20, r=20.0, quantize=False``), not both. Jitted once per
+    (shape, options); usable inside an outer ``jax.jit`` (e.g. as a `Trainer`'s ``window_fn``).
+
+    Args:
+      win: one window ``(window, n_weights)``, oldest step first (float32 JAX array from
+        training; mode="parity" casts it to float64, exactly).
+      m, d, t, s, r, quantize: the ``lyap_r`` settings (see :func:`lyap_r`).
+      mode: "parity", "fast" or "auto" (by dtype), as in :func:`windowed_le`.
+      params: a :class:`LyapunovParams` instead of the keywords.
+
+    Returns:
+      ``(slope, status)`` JAX arrays: slope ``(n_weights,)`` in the mode's dtype (NaN where
+      undefined), status ``(n_weights,)`` int8 (:class:`Status`).
     """
     kw = _settings("window_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
                    quantize=quantize)
@@ -912,6 +945,13 @@ class LyapunovStream:
 
     Holds the slopes (n_windows, W) on the host (one row per update) and nothing else between
     windows. ``stride`` only serves the end steps (the buffer decides what a window is).
+
+    Args:
+      n_weights: W, the width of every window.
+      window, stride: the window length (checked on every update) and stride (end steps only).
+      m, d, t, s, r, quantize, params: the ``lyap_r`` settings, as in :func:`window_le`.
+      mode: "parity" (float64, needs x64) or "fast" (float32).
+      end_offset: the end steps' offset (see `jaxprune.windows.window_end_steps`).
     """
 
     def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = _UNSET,
@@ -932,8 +972,9 @@ class LyapunovStream:
         self._le: list[np.ndarray] = []
         self._status: list[np.ndarray] = []
 
-    def update(self, win) -> jax.Array:
-        """win: (window, n_weights) -> slopes (n_weights,) (JAX array, also stored)."""
+    def update(self, win: ArrayLike) -> jax.Array:
+        """Slopes of one window: win ``(window, n_weights)`` -> ``(n_weights,)`` (JAX array, also
+        stored)."""
         if tuple(win.shape) != (self.window, self.n_weights):
             raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, "
                              f"got {tuple(win.shape)}")
@@ -946,6 +987,8 @@ class LyapunovStream:
         return len(self._le)
 
     def result(self) -> WindowedLE:
+        """Every window so far: ``le (n_windows, n_weights)``, ``end_steps (n_windows,)``,
+        ``status (n_windows, n_weights)`` int8 (NumPy)."""
         n = len(self._le)
         le = np.stack(self._le) if n else np.zeros((0, self.n_weights), self.dtype)
         st = np.stack(self._status) if n else np.zeros((0, self.n_weights), np.int8)

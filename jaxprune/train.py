@@ -8,7 +8,7 @@ Terms (steps are counted from 1; step ``s`` is the ``s``-th optimizer update):
   step ``i + 1``; biases are not recorded.
 * window ``k`` covers ``w[stride*k : stride*k + window]``; its end step is ``stride*k + window``
   (for the paper's 50 / 45 that is ``int(50 * 0.9 * (k + 1) + 5)``). Windows are complete ones
-  only: ``n_windows = (T - window) // stride + 1``.
+  only: ``n_windows = (T - window) // stride + 1`` (`jaxprune.windows`).
 * risk ``k`` = ``1 - accuracy`` at window ``k``'s end step: accuracy of the whole training split
   under the weights after that step (``risk="train"``, default), or of that step's mini-batch in
   its own forward pass (``risk="batch"``: free, noisier).
@@ -21,6 +21,11 @@ caller asks for it (`keep_trajectory`, a memory-mapped ``.npy`` file on the host
 Reproducibility: `TrainConfig.seed` fixes the initial weights (``nnx.Rngs(seed)``) and the
 batch order of every epoch (``fold_in(PRNGKey(seed), epoch)``); a run resumed from an epoch-end
 checkpoint continues bit for bit as the uninterrupted run.
+
+The window arithmetic lives in `jaxprune.windows`, the persistence (orbax checkpoints, the host
+window store, the trajectory file, params / metrics files) in `jaxprune.checkpoints`: `Trainer`
+is handed a checkpointer and has no file code of its own. The old names (``window_count``,
+``save_params``, ``load_params``, ``save_metrics``, ...) are still importable from here.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +62,9 @@ from jaxprune.windows import (  # noqa: F401 - re-exported: their home was this 
     steps_per_epoch,
     window_end_steps,
 )
+
+if TYPE_CHECKING:
+    from jaxprune.data import Dataset
 
 PyTree = Any
 RISK_KINDS = ("train", "batch")
@@ -364,7 +372,7 @@ class TrainResult:
         """Misclassification risk ``1 - accuracy`` at each window's end step."""
         return 1.0 - self.window_accuracy
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         return {
             "train_accuracy": self.train_accuracy,
             "test_accuracy": self.test_accuracy,
@@ -670,7 +678,7 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True)
 
 
-def train_on_dataset(dataset, config: TrainConfig, **trainer_kwargs) -> tuple[Trainer, TrainResult]:
+def train_on_dataset(dataset: Dataset, config: TrainConfig, **trainer_kwargs: Any) -> tuple[Trainer, TrainResult]:
     """Build a `Trainer` for a `jaxprune.data` dataset and fit it (a convenience)."""
     fit_kwargs = {
         k: trainer_kwargs.pop(k)
