@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 # Status codes, kept in sync with jaxprune.lyapunov.Status (plain ints here: no JAX import).
 OK, CONSTANT, TOO_SHORT, NONFINITE = 0, 1, 2, 3
@@ -42,7 +43,7 @@ def _box(q: float) -> int:
     return int(q) & _NMAX1  # q >= 0 here, so truncation == floor
 
 
-def quantize_f6(x) -> np.ndarray:
+def quantize_f6(x: npt.ArrayLike) -> np.ndarray:
     """Values as MATLAB's ``fprintf('%f')`` writes them and TISEAN reads them back (float64).
 
     Exact: ``rint(x * 1e6) / 1e6`` is the correctly rounded result whenever ``x * 1e6`` is exact
