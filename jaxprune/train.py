@@ -184,6 +184,7 @@ window_count = n_windows
 _WindowStore = WindowStore
 _Checkpointer = Checkpointer
 
+
 class TrainState(NamedTuple):
     """Device state carried across steps and epochs (all arrays; a pytree).
 
