@@ -240,12 +240,11 @@ def load_run_data(run_dir, results: dict | None = None) -> RunData:
     le = None
     for s in seeds:
         d = seed_dir(run_dir, s)
-        rel = f"seed_{s}/dense.npz"
-        dense = read(rel, lambda d=d: _read_npz(
-            d / "dense.npz", lambda k: k in DENSE_REPORT_KEYS or k.startswith(DENSE_LEAF_PREFIXES)))
-        if s == seeds[0] and dense is not None:  # the LE series of the first seed only
-            le_part = read(rel, lambda d=d: _read_npz(d / "dense.npz", lambda k: k == "le"))
-            le = np.asarray(le_part["le"], float) if le_part and "le" in le_part else None
+        keys = DENSE_REPORT_KEYS + (("le",) if s == seeds[0] else ())  # LE: first seed only
+        dense = read(f"seed_{s}/dense.npz", lambda d=d, keys=keys: _read_npz(
+            d / "dense.npz", lambda k: k in keys or k.startswith(DENSE_LEAF_PREFIXES)))
+        if dense is not None and "le" in dense:
+            le = np.asarray(dense.pop("le"), float)
         analysis = read(f"seed_{s}/analysis.npz",
                         lambda d=d: _read_npz(d / "analysis.npz", lambda k: True))
         retrained = {}
@@ -424,15 +423,7 @@ def seed_dir(run_dir, seed: int) -> Path:
 def load_npz(path, keys=None) -> dict | None:
     """An ``.npz`` as a dict (only `keys` when given); None when missing, `CorruptFileError`
     naming the file when it is truncated or fails its CRC."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files if keys is None or k in keys}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise CorruptFileError(f"{path} is corrupt or truncated ({err}); delete it (a resumed "
-                               "run recomputes it) or rerun with --overwrite") from err
+    return _read_npz(Path(path), lambda k: keys is None or k in keys)
 
 
 def load_dense(run_dir, seed: int, keys=None) -> dict | None:
