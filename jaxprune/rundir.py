@@ -134,7 +134,6 @@ class SeedData:
     analysis: dict | None
     retrained: dict
 
-    @property
     def masks(self) -> dict[str, np.ndarray]:
         """``{name: flat keep (n_weights,) bool}`` from ``analysis.npz`` (empty without it)."""
         return {k[len("mask_"):]: np.asarray(v, bool) for k, v in (self.analysis or {}).items()
@@ -187,7 +186,7 @@ class RunData:
     def masks(self) -> dict[int, dict[str, np.ndarray]]:
         """``{seed: {name: flat keep array}}`` for the seeds that have ``analysis.npz`` (as
         `load_masks`)."""
-        return {s: d.masks for s, d in self.seeds.items() if d.analysis is not None}
+        return {s: d.masks() for s, d in self.seeds.items() if d.analysis is not None}
 
 
 def _read_npz(path: Path, want) -> dict | None:
