@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxprune import pipeline, report
+from jaxprune import pipeline, report, rundir
 
 
 def prune_artifacts(run_dir) -> None:
@@ -34,8 +34,9 @@ def run_study(name: str, dataset_fn, cfg: pipeline.LegcnetConfig, seeds, out_dir
                            checkpoint_every_s=1e9, nulls=nulls, sparsities=sparsities,
                            **run_kwargs)
     t_pipe = time.perf_counter() - t0
-    extras = report.analyse_run(out_dir, results)
-    (out_dir / "report.md").write_text(report.render(results, out_dir, extras=extras))
+    run = rundir.load_run_data(out_dir, results)  # read once for the analyses and the report
+    extras = report.analyse_run(run)
+    (out_dir / "report.md").write_text(report.render(run, extras=extras))
     seconds = time.perf_counter() - t0
     log(f"[{name}] {len(seeds)} seeds in {seconds:.0f} s (pipeline {t_pipe:.0f} s) "
         f"-> {out_dir / 'report.md'}")

@@ -55,16 +55,16 @@ _EXPORTS = {
     "causal_mask": ("jaxprune.prune", "causal_mask"),
     "random_mask": ("jaxprune.prune", "random_mask"),
     "magnitude_mask": ("jaxprune.prune", "magnitude_mask"),
-    "masked_optimizer": ("jaxprune.prune", "masked_optimizer"),
-    "masked": ("jaxprune.prune", "masked"),  # deprecated: masked_optimizer
-    "MaskedState": ("jaxprune.prune", "MaskedState"),
+    "masked_optimizer": ("jaxprune.optim", "masked_optimizer"),
+    "masked": ("jaxprune.optim", "masked"),  # deprecated: masked_optimizer
+    "MaskedState": ("jaxprune.optim", "MaskedState"),
     "apply_mask": ("jaxprune.prune", "apply_mask"),
-    "mask_summary": ("jaxprune.prune", "mask_summary"),
-    "MaskSummary": ("jaxprune.prune", "MaskSummary"),
-    "Flops": ("jaxprune.prune", "Flops"),
-    "dense_flops": ("jaxprune.prune", "dense_flops"),
-    "sparse_flops": ("jaxprune.prune", "sparse_flops"),
-    "pruned_iou": ("jaxprune.prune", "pruned_iou"),
+    "mask_summary": ("jaxprune.mask_stats", "mask_summary"),
+    "MaskSummary": ("jaxprune.mask_stats", "MaskSummary"),
+    "Flops": ("jaxprune.mask_stats", "Flops"),
+    "dense_flops": ("jaxprune.mask_stats", "dense_flops"),
+    "sparse_flops": ("jaxprune.mask_stats", "sparse_flops"),
+    "pruned_iou": ("jaxprune.mask_stats", "pruned_iou"),
     "classification_metrics": ("jaxprune.metrics", "classification_metrics"),
     "precision_recall_f1": ("jaxprune.metrics", "precision_recall_f1"),
     # the whole pipeline
@@ -116,24 +116,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects (never execu
     )
     from jaxprune.lyapunov import Status as LEStatus
     from jaxprune.lyapunov_reference import lyap_r_numpy
+    from jaxprune.mask_stats import Flops, MaskSummary, dense_flops, mask_summary, pruned_iou, sparse_flops
     from jaxprune.metrics import classification_metrics, precision_recall_f1
     from jaxprune.models import MLP
+    from jaxprune.optim import MaskedState, masked, masked_optimizer
     from jaxprune.pipeline import LegcnetConfig, preset, run
-    from jaxprune.prune import (
-        Flops,
-        MaskedState,
-        MaskSummary,
-        apply_mask,
-        causal_mask,
-        dense_flops,
-        magnitude_mask,
-        mask_summary,
-        masked,
-        masked_optimizer,
-        pruned_iou,
-        random_mask,
-        sparse_flops,
-    )
+    from jaxprune.prune import apply_mask, causal_mask, magnitude_mask, random_mask
     from jaxprune.stationarity import adfuller, make_stationary
     from jaxprune.train import CONFIGS, TrainConfig, Trainer, TrainResult
     from jaxprune.verify import verify_run

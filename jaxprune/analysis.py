@@ -10,7 +10,8 @@ and the studies in ``experiments/``:
   t confidence interval, and one plain sentence, also when the answer is no.
 * `iou`, `chance_iou`, `mask_stability`: intersection over union of the *pruned* sets across
   seeds, between FT and PT, and between the causal mask and the magnitude mask at the same
-  (per-layer) sparsity, each next to the IoU two random sets of those sizes have on average.
+  (per-layer) sparsity, each next to the IoU two random sets of those sizes have on average
+  (`iou` and `chance_iou` are `jaxprune.mask_stats`', imported here).
 * `esd_alpha`, `powerlaw_fit`: the WeightWatcher-style power-law exponent of a layer's
   empirical spectral density (eigenvalues of ``W^T W / N``), fitted to the tail with the
   Clauset-Shalizi-Newman xmin search by Kolmogorov-Smirnov distance.
@@ -23,6 +24,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
+
+from jaxprune.mask_stats import chance_iou, iou
 
 # ------------------------------------------------------------------------------ paired tests
 PRETTY = {
@@ -152,26 +155,8 @@ def compare_methods(runs: Sequence[Mapping], *, metric: str = "test_accuracy",
 
 
 # ------------------------------------------------------------------------------ mask IoU
-def iou(pruned_a: np.ndarray, pruned_b: np.ndarray) -> float:
-    """IoU of two boolean *pruned* sets (True = pruned); 1.0 when both are empty (as
-    `jaxprune.prune.pruned_iou`)."""
-    a = np.asarray(pruned_a, bool)
-    b = np.asarray(pruned_b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"sets have shapes {a.shape} and {b.shape}")
-    union = int(np.sum(a | b))
-    return 1.0 if union == 0 else int(np.sum(a & b)) / union
-
-
-def chance_iou(k_a: Sequence[int] | int, k_b: Sequence[int] | int,
-               n: Sequence[int] | int) -> float:
-    """Approximate expected IoU of two independent uniformly random sets of sizes ``k_a`` and
-    ``k_b`` (per layer, when sequences) out of ``n`` (per layer): ``E|A&B| = sum k_a k_b / n``,
-    IoU ~ ``E|A&B| / (|A| + |B| - E|A&B|)``. 1.0 when both are empty."""
-    ka, kb, nn = (np.atleast_1d(np.asarray(v, float)) for v in (k_a, k_b, n))
-    inter = float(np.sum(np.where(nn > 0, ka * kb / np.maximum(nn, 1), 0.0)))
-    union = float(ka.sum() + kb.sum()) - inter
-    return 1.0 if union <= 0 else inter / union
+# `iou` and `chance_iou` live in jaxprune.mask_stats (the one IoU implementation, also behind
+# `jaxprune.prune.pruned_iou`); imported here, where the studies have always found them.
 
 
 def _layer_counts(pruned: np.ndarray, offsets: Sequence[int]) -> list[int]:

@@ -1,8 +1,10 @@
-"""PNG figures of a run directory (matplotlib, Agg backend), for ``report.md``.
+"""PNG figures of a run (matplotlib, Agg backend), for ``report.md``.
 
-`make_figures(run_dir)` writes into ``run_dir/figures/`` and returns ``{key: path relative to
-run_dir}``; a figure whose inputs are missing is skipped (its key maps to the reason in
-``errors``). Figures:
+The figure functions take arrays (or the results dict) and the PNG path to write; none of them
+reads a file. `render_figures` draws all of them from a `jaxprune.rundir.RunData` into one
+folder, and `make_figures(run_dir)` loads the run directory once and writes into
+``run_dir/figures/``; both return ``{key: path relative to the run directory}`` and, for a
+figure whose inputs are missing, ``{key: reason}`` in ``errors``. Figures:
 
 * ``le_heatmap``: per layer, the LE series of the first seed (windows x weights; weights
   subsampled to at most `MAX_HEATMAP_WEIGHTS` per layer and ordered by FT min p, pruned on top;
@@ -17,6 +19,7 @@ run_dir}``; a figure whose inputs are missing is skipped (its key maps to the re
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -43,22 +46,32 @@ MARKERS = {"dense": "D", "legcnet_ft": "o", "legcnet_pt": "s", "random": "v",
 DPI = 90
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path) -> Path:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
-def le_heatmap(run_dir, results: dict, path: Path, seed: int | None = None) -> Path | None:
-    seed = results["seeds"][0] if seed is None else seed
-    dense = rundir.load_dense(run_dir, seed, keys=("le",))
-    if dense is None:
-        return None
-    le = np.asarray(dense["le"], float)
-    offsets = rundir.layer_offsets(results)
-    analysis = rundir.load_analysis(run_dir, seed) or {}
-    pmin = analysis.get("pmin_legcnet_ft")
-    alpha = results["config"]["alpha"]
+def le_heatmap(le: np.ndarray, offsets, path: Path, *, pmin: np.ndarray | None = None,
+               alpha: float = 0.05, seed: int | None = None) -> Path:
+    """Per layer, the LE series of one seed as a heatmap (windows x weights).
+
+    Args:
+      le: windowed LE series ``(n_windows, n_weights)`` on the flat weight axis; NaN (no
+        estimate) is drawn grey.
+      offsets: layer offsets of the flat axis, ``(n_layers + 1,)`` ints.
+      path: the PNG to write.
+      pmin: the FT min-over-lags p-values ``(n_weights,)``: weights are ordered by it, pruned
+        (p >= `alpha`) on top above a line; None = flat order.
+      alpha: the significance level of the run.
+      seed: the seed named in the title.
+
+    Layers with more than `MAX_HEATMAP_WEIGHTS` weights show a fixed random sample of them.
+    """
+    le = np.asarray(le, float)
+    offsets = [int(o) for o in offsets]
     n_layers = len(offsets) - 1
     fig, axes = plt.subplots(1, n_layers, figsize=(4.2 * n_layers, 3.6), squeeze=False)
     finite = le[np.isfinite(le)]
@@ -88,99 +101,105 @@ def le_heatmap(run_dir, results: dict, path: Path, seed: int | None = None) -> P
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="LE (grey: no estimate)")
     fig.suptitle(f"Lyapunov exponent per window, seed {seed} (above the line: pruned by FT)",
                  fontsize=10)
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
-def risk_series(run_dir, results: dict, path: Path) -> Path | None:
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    any_ = False
-    for s in results["seeds"]:
-        d = rundir.load_dense(run_dir, s, keys=("risk",))
-        if d is None:
-            continue
-        ax.plot(d["risk"], lw=1, label=f"seed {s}")
-        any_ = True
-    if not any_:
-        plt.close(fig)
+def risk_series(risks: Mapping[int, np.ndarray], path: Path, *, pt_windows: int) -> Path | None:
+    """The risk series ``(n_windows,)`` of each seed (``{seed: risk}``, drawn in that order),
+    with the PT cut after the first `pt_windows` windows; None (nothing written) when empty."""
+    if not risks:
         return None
-    pt = results["config"]["pt_windows"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for s, risk in risks.items():
+        ax.plot(risk, lw=1, label=f"seed {s}")
+    pt = pt_windows
     ax.axvline(pt - 0.5, color="k", ls="--", lw=0.8, label=f"PT: first {pt} windows")
     ax.set_xlabel("window")
     ax.set_ylabel("risk = 1 - training accuracy")
     ax.set_title("Risk series (Granger target)", fontsize=10)
     ax.legend(fontsize=7)
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
-def pmin_hist(run_dir, results: dict, path: Path) -> Path | None:
-    alpha = results["config"]["alpha"]
-    pooled = {"legcnet_ft": [], "legcnet_pt": []}
-    for s in results["seeds"]:
-        a = rundir.load_analysis(run_dir, s)
-        if a is None:
-            continue
-        for m in pooled:
-            if f"pmin_{m}" in a:
-                pooled[m].append(np.asarray(a[f"pmin_{m}"], float))
-    if not any(pooled.values()):
+def pmin_hist(pmins: Mapping[str, Sequence[np.ndarray]], path: Path, *,
+              alpha: float) -> Path | None:
+    """Histogram (log x) of the min-over-lags p-values, pooled over seeds, per method.
+
+    Args:
+      pmins: ``{"legcnet_ft": [per seed (n_weights,)], "legcnet_pt": [...]}``; NaN = untestable
+        (counted in the legend, not drawn).
+      path: the PNG to write.
+      alpha: the significance level, marked.
+
+    Returns the path, or None (nothing written) when no method has any array.
+    """
+    if not any(pmins.values()):
         return None
     floor = 1e-16
     bins = np.logspace(-16, 0, 49)
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for m, parts in pooled.items():
+    for m, parts in pmins.items():
         if not parts:
             continue
-        p = np.concatenate(parts)
+        p = np.concatenate([np.asarray(a, float) for a in parts])
         nan = int(np.sum(~np.isfinite(p)))
         p = np.clip(p[np.isfinite(p)], floor, 1.0)
         frac = float(np.mean(p >= alpha)) if p.size else math.nan
-        ax.hist(p, bins=bins, histtype="step", lw=1.4, color=COLORS[m],
-                label=f"{LABELS[m]}: {frac:.1%} >= alpha, {nan} untestable")
+        ax.hist(p, bins=bins, histtype="step", lw=1.4, color=COLORS.get(m, "grey"),
+                label=f"{LABELS.get(m, m)}: {frac:.1%} >= alpha, {nan} untestable")
     ax.axvline(alpha, color="k", ls="--", lw=1, label=f"alpha = {alpha}")
     ax.set_xscale("log")
     ax.set_xlabel("min p over lags (clipped at 1e-16)")
     ax.set_ylabel("weights (all seeds)")
     ax.set_title("Granger min p-values: right of alpha = pruned", fontsize=10)
     ax.legend(fontsize=7)
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
-def accuracy_epochs(run_dir, results: dict, path: Path) -> Path | None:
-    names = rundir.run_names(results)
+def accuracy_epochs(retrained: Mapping[int, Mapping[str, np.ndarray]],
+                    dense: Mapping[int, np.ndarray], path: Path, *,
+                    target_accuracy: float) -> Path | None:
+    """Training accuracy per epoch of every retraining run and of the dense runs.
+
+    Args:
+      retrained: ``{seed: {run name: train accuracy per epoch (epochs,)}}``; empty histories
+        are skipped.
+      dense: ``{seed: (epochs,)}``, the full-length dense run behind the masks (dotted).
+      path: the PNG to write.
+      target_accuracy: the retraining threshold, marked.
+
+    Seeds are drawn in order (a seed's retraining runs, then its dense run); None (nothing
+    written) when there is no curve.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     seen = set()
-    for s in results["seeds"]:
-        for name in names:
-            r = rundir.load_retrained(run_dir, s, name)
-            if r is None or not len(r["train_accuracy_history"]):
+    for s in dict.fromkeys([*retrained, *dense]):
+        for name, h in retrained.get(s, {}).items():
+            h = np.asarray(h)
+            if not h.size:
                 continue
-            h = np.asarray(r["train_accuracy_history"])
             ax.plot(np.arange(1, h.size + 1), h, color=COLORS.get(name, "grey"), lw=1,
                     alpha=0.8, label=None if name in seen else LABELS.get(name, name))
             seen.add(name)
-        d = rundir.load_dense(run_dir, s, keys=("train_accuracy_history",))
-        if d is not None:
-            h = np.asarray(d["train_accuracy_history"])
+        if s in dense:
+            h = np.asarray(dense[s])
             ax.plot(np.arange(1, h.size + 1), h, color="0.5", ls=":", lw=1,
                     label=None if "full" in seen else "dense, full run behind the masks")
             seen.add("full")
     if not seen:
         plt.close(fig)
         return None
-    ax.axhline(results["config"]["target_accuracy"], color="k", lw=0.6, ls="--",
-               label="retraining threshold")
+    ax.axhline(target_accuracy, color="k", lw=0.6, ls="--", label="retraining threshold")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training accuracy")
     ax.set_title("Training accuracy per epoch (retraining stops at the threshold)", fontsize=10)
     ax.legend(fontsize=6, loc="lower right")
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
 def pruned_per_layer(results: dict, path: Path) -> Path | None:
+    """Pruned fraction per layer of each mask (bars: mean over seeds, error bars: std), from
+    the run records of a results dict; None (nothing written) when only the dense run is."""
     sizes = rundir.layer_sizes(results)
     names = [n for n in rundir.run_names(results) if n != "dense"]
     if not names:
@@ -198,11 +217,12 @@ def pruned_per_layer(results: dict, path: Path) -> Path | None:
     ax.set_ylabel("pruned fraction")
     ax.set_title("Pruned fraction per layer (baselines matched per layer)", fontsize=10)
     ax.legend(fontsize=6)
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
 def accuracy_sparsity(results: dict, path: Path) -> Path | None:
+    """Test accuracy vs sparsity of every run record of a results dict: small markers per
+    seed, large outlined ones the mean per run name."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name in rundir.run_names(results):
         rs = [r for r in results["runs"] if r.get("name", r["method"]) == name]
@@ -218,23 +238,73 @@ def accuracy_sparsity(results: dict, path: Path) -> Path | None:
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy vs sparsity (small: seeds; large, outlined: means)", fontsize=10)
     ax.legend(fontsize=6)
-    _save(fig, path)
-    return path
+    return _save(fig, path)
 
 
-def make_figures(run_dir, results: dict | None = None) -> tuple[dict, dict]:
-    """Write every figure into ``run_dir/figures``; returns ``(figures, errors)``:
-    ``{key: path relative to run_dir}`` and ``{key: why it is missing}``."""
-    run_dir = Path(run_dir)
-    results = results if results is not None else rundir.load_results(run_dir)
-    if results is None:
-        return {}, {"all": "no results.json"}
-    out_dir = run_dir / "figures"
+# ------------------------------------------------------------------------------ from a run
+# The glue from a `rundir.RunData` to the figure functions above. A file the loader could not
+# read raises its CorruptFileError here (data.check), so the figure that needed it is reported
+# with the reason, as if it had read the file itself.
+
+
+def _le_heatmap_of(data: rundir.RunData, path: Path) -> Path | None:
+    seed = data.le_seed
+    if seed is None:
+        return None
+    data.check(seed, "dense.npz")
+    if data.le is None:
+        return None
+    data.check(seed, "analysis.npz")
+    return le_heatmap(data.le, rundir.layer_offsets(data.results), path,
+                      pmin=data.seeds[seed].pmin("legcnet_ft"),
+                      alpha=data.results["config"]["alpha"], seed=seed)
+
+
+def _risk_of(data: rundir.RunData, path: Path) -> Path | None:
+    risks = {}
+    for s, d in data.seeds.items():
+        data.check(s, "dense.npz")
+        if d.dense is not None:
+            risks[s] = d.dense["risk"]
+    return risk_series(risks, path, pt_windows=data.results["config"]["pt_windows"])
+
+
+def _pmin_of(data: rundir.RunData, path: Path) -> Path | None:
+    pooled = {"legcnet_ft": [], "legcnet_pt": []}
+    for s, d in data.seeds.items():
+        data.check(s, "analysis.npz")
+        for m in pooled:
+            if d.pmin(m) is not None:
+                pooled[m].append(d.pmin(m))
+    return pmin_hist(pooled, path, alpha=data.results["config"]["alpha"])
+
+
+def _accuracy_epochs_of(data: rundir.RunData, path: Path) -> Path | None:
+    names = rundir.run_names(data.results)
+    retrained, dense = {}, {}
+    for s, d in data.seeds.items():
+        for name in names:
+            data.check(s, f"retrained_{name}.npz")
+        retrained[s] = {name: d.retrained[name]["train_accuracy_history"] for name in names
+                        if name in d.retrained}
+        data.check(s, "dense.npz")
+        if d.dense is not None:
+            dense[s] = d.dense["train_accuracy_history"]
+    return accuracy_epochs(retrained, dense, path,
+                           target_accuracy=data.results["config"]["target_accuracy"])
+
+
+def render_figures(data: rundir.RunData, out_dir) -> tuple[dict, dict]:
+    """Write every figure of a run into `out_dir` (PNG); returns ``(figures, errors)``:
+    ``{key: path relative to out_dir's parent}`` (the run directory, where report.md links
+    them) and ``{key: why it is missing}``."""
+    out_dir = Path(out_dir)
+    results = data.results
     jobs = {
-        "le_heatmap": lambda p: le_heatmap(run_dir, results, p),
-        "risk": lambda p: risk_series(run_dir, results, p),
-        "pmin_hist": lambda p: pmin_hist(run_dir, results, p),
-        "accuracy_epochs": lambda p: accuracy_epochs(run_dir, results, p),
+        "le_heatmap": lambda p: _le_heatmap_of(data, p),
+        "risk": lambda p: _risk_of(data, p),
+        "pmin_hist": lambda p: _pmin_of(data, p),
+        "accuracy_epochs": lambda p: _accuracy_epochs_of(data, p),
         "pruned_per_layer": lambda p: pruned_per_layer(results, p),
         "accuracy_sparsity": lambda p: accuracy_sparsity(results, p),
     }
@@ -250,5 +320,16 @@ def make_figures(run_dir, results: dict | None = None) -> tuple[dict, dict]:
         if made is None:
             errors[key] = "per-seed files missing"
         else:
-            figures[key] = str(Path(made).relative_to(run_dir))
+            figures[key] = str(Path(made).relative_to(out_dir.parent))
     return figures, errors
+
+
+def make_figures(run_dir, results: dict | None = None) -> tuple[dict, dict]:
+    """Write every figure into ``run_dir/figures``; returns ``(figures, errors)``:
+    ``{key: path relative to run_dir}`` and ``{key: why it is missing}``. Loads the run
+    directory once (`rundir.load_run_data`), then `render_figures`."""
+    run_dir = Path(run_dir)
+    results = results if results is not None else rundir.load_results(run_dir)
+    if results is None:
+        return {}, {"all": "no results.json"}
+    return render_figures(rundir.load_run_data(run_dir, results), run_dir / "figures")

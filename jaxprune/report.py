@@ -1,10 +1,14 @@
 """results.json (+ the run directory) -> report.md.
 
-The tables of `jaxprune.pipeline.run` as mean +- std over seeds and, when the run directory's
-per-seed files are there, the research result: paired tests over seeds (do LEGCNet-FT / -PT
-beat random and magnitude pruning at equal sparsity?), mask stability (IoU of the pruned sets),
-the weight-spectrum power-law exponents and the figures of `jaxprune.figures` (PNG files in
+The tables of `jaxprune.pipeline.run` as mean +- std over seeds and, when the run's per-seed
+arrays are at hand, the research result: paired tests over seeds (do LEGCNet-FT / -PT beat
+random and magnitude pruning at equal sparsity?), mask stability (IoU of the pruned sets), the
+weight-spectrum power-law exponents and the figures of `jaxprune.figures` (PNG files in
 ``DIR/figures``, linked relatively). Anything whose files are missing is left out with a note.
+
+The run directory is read once, by `jaxprune.rundir.load_run_data`, into a `RunData`;
+`render` and `analyse` work on that object. `analyse_run(run_dir)` and
+`write_report(results, path)` load it for you.
 
 ``python -m jaxprune.report DIR`` re-renders ``DIR/report.md``.
 """
@@ -75,9 +79,26 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(results: dict, run_dir=None, extras: dict | None = None) -> str:
-    """The markdown report of a results dict (see `jaxprune.pipeline.run`); with `run_dir`,
-    also the analyses and figures of `analyse_run` (or pass them precomputed as `extras`)."""
+def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None) -> str:
+    """The markdown report of a run.
+
+    Args:
+      run: a `jaxprune.rundir.RunData` (results and per-seed arrays, loaded once), or a results
+        dict (see `jaxprune.pipeline.run`) alone.
+      run_dir: with a results dict, the run directory to load the per-seed arrays from (None:
+        the tables of results.json only); with a `RunData`, defaults to its ``run_dir``.
+      extras: the analyses (`analyse` / `analyse_run`) when already computed; None = compute
+        them (and write the figures and ``analyses.json`` into the run directory) when per-seed
+        data are at hand.
+    """
+    if isinstance(run, rundir.RunData):
+        data, results = run, run.results
+        run_dir = data.run_dir if run_dir is None else run_dir
+    else:
+        results = run
+        data = None
+        if extras is None and run_dir is not None:
+            data = rundir.load_run_data(run_dir, results)
     cfg = results["config"]
     runs = results["runs"]
     out = [
@@ -152,8 +173,8 @@ def render(results: dict, run_dir=None, extras: dict | None = None) -> str:
         out += ["", render_section(results, run_dir)]
     if run_dir is not None:
         out += ["", deployment_section(run_dir, results)]
-    if extras is None and run_dir is not None:
-        extras = analyse_run(run_dir, results)
+    if extras is None and data is not None:
+        extras = analyse_run(data)
     if extras is not None:
         out += ["", render_extras(results, extras)]
     return "\n".join(out) + "\n"
@@ -184,16 +205,21 @@ ESD_SOURCES = ("init", "dense", "legcnet_ft", "legcnet_pt", "random", "magnitude
                "random_pt", "magnitude_pt")
 
 
-def _kernels_by_method(run_dir, results: dict) -> tuple[dict, list[str]]:
+def _kernels_by_method(data: rundir.RunData) -> tuple[dict, list[str]]:
+    """``{name: [per seed [kernel (fan_in, fan_out) per layer]]}`` for the ESD table, and the
+    run names whose weights are missing."""
+    results = data.results
     sizes = rundir.layer_sizes(results)
     out, missing = {}, []
     for name in ESD_SOURCES:
         per_seed = []
-        for s in results["seeds"]:
+        for s, d in data.seeds.items():
             if name in ("init", "dense"):
-                k = rundir.dense_kernels(run_dir, s, sizes, "init" if name == "init" else "params")
+                data.check(s, "dense.npz")
+                k = d.kernels(sizes, "init" if name == "init" else "params")
             else:
-                r = rundir.load_retrained(run_dir, s, name)
+                data.check(s, f"retrained_{name}.npz")
+                r = d.retrained.get(name)
                 k = None if r is None else r["kernels"]
             if k is not None:
                 per_seed.append(k)
@@ -204,12 +230,11 @@ def _kernels_by_method(run_dir, results: dict) -> tuple[dict, list[str]]:
     return out, missing
 
 
-def analyse_run(run_dir, results: dict | None = None, *, figures: bool = True) -> dict:
-    """Paired tests, mask IoU, ESD alpha and figures of a run directory (whatever its files
-    allow); also written to ``run_dir/analyses.json``. Each part that fails or lacks its files
-    is recorded under ``notes`` instead."""
-    run_dir = Path(run_dir)
-    results = results if results is not None else rundir.load_results(run_dir)
+def analyse(data: rundir.RunData, *, figures_dir=None) -> dict:
+    """Paired tests, mask IoU, ESD alpha and (with `figures_dir`) the figures of a run, from
+    its in-memory data; whatever its arrays allow. Each part that fails or lacks its data is
+    recorded under ``notes`` instead. Writes nothing but the figures' PNG files."""
+    results = data.results
     out: dict = {"notes": {}}
     try:
         out["comparisons"] = an.compare_methods(results["runs"])
@@ -217,7 +242,9 @@ def analyse_run(run_dir, results: dict | None = None, *, figures: bool = True) -
     except Exception as e:  # pragma: no cover - defensive
         out["notes"]["comparisons"] = f"{type(e).__name__}: {e}"
     try:
-        masks = rundir.load_masks(run_dir, results["seeds"])
+        for s in data.seeds:
+            data.check(s, "analysis.npz")
+        masks = data.masks()
         if masks:
             out["stability"] = an.mask_stability(masks, rundir.layer_offsets(results),
                                                  rundir.analysed_per_layer(results))
@@ -226,7 +253,7 @@ def analyse_run(run_dir, results: dict | None = None, *, figures: bool = True) -
     except Exception as e:
         out["notes"]["stability"] = f"{type(e).__name__}: {e}"
     try:
-        kernels, missing = _kernels_by_method(run_dir, results)
+        kernels, missing = _kernels_by_method(data)
         if kernels:
             table = an.esd_table(kernels)
             for rows in table.values():
@@ -239,21 +266,33 @@ def analyse_run(run_dir, results: dict | None = None, *, figures: bool = True) -
                                    "experiments/ save the retrained nets)")
     except Exception as e:
         out["notes"]["esd"] = f"{type(e).__name__}: {e}"
-    if figures:
+    if figures_dir is not None:
         try:
-            from jaxprune.figures import make_figures
+            from jaxprune.figures import render_figures
 
-            out["figures"], errs = make_figures(run_dir, results)
+            out["figures"], errs = render_figures(data, figures_dir)
             if errs:
                 out["notes"]["figures"] = "; ".join(f"{k}: {v}" for k, v in errs.items())
         except Exception as e:
             out["notes"]["figures"] = f"{type(e).__name__}: {e}"
-    try:
-        from jaxprune.train import save_metrics
+    return out
 
-        save_metrics(run_dir / "analyses.json", out)
-    except Exception as e:  # pragma: no cover - read-only directory
-        out["notes"]["analyses.json"] = f"{type(e).__name__}: {e}"
+
+def analyse_run(run_dir, results: dict | None = None, *, figures: bool = True) -> dict:
+    """`analyse` a run directory (or a `RunData` loaded from one): the figures go to
+    ``run_dir/figures`` and the analyses also to ``run_dir/analyses.json``.
+
+    `run_dir` may be a path (loaded once with `jaxprune.rundir.load_run_data`, using `results`
+    when given) or a `RunData`; a `RunData` without a ``run_dir`` is analysed without figures
+    or file."""
+    data = run_dir if isinstance(run_dir, rundir.RunData) else rundir.load_run_data(run_dir, results)
+    where = data.run_dir
+    out = analyse(data, figures_dir=where / "figures" if figures and where is not None else None)
+    if where is not None:
+        try:
+            rundir.write_json(where / "analyses.json", out)
+        except Exception as e:  # pragma: no cover - read-only directory
+            out["notes"]["analyses.json"] = f"{type(e).__name__}: {e}"
     return out
 
 
@@ -407,15 +446,17 @@ def rundir_label(name: str) -> str:
             "magnitude_pt": "magnitude (PT sparsity)"}.get(name, name)
 
 
-def write_report(results: dict, path, *, extras: bool = True) -> Path:
+def write_report(results: dict | rundir.RunData, path, *, extras: bool = True) -> Path:
     """Write ``report.md`` to `path`; the analyses and figures come from the run directory
-    next to it (``path.parent``) and are left out, with a note, where its files are missing."""
+    next to it (``path.parent``), loaded once, or from `results` when it is a `RunData`, and
+    are left out, with a note, where its files are missing."""
     path = Path(path)
     run_dir = path.parent if extras else None
+    plain = results.results if isinstance(results, rundir.RunData) else results
     try:
-        text = render(results, run_dir)
+        text = render(results if extras else plain, run_dir)
     except Exception as e:  # never lose the basic tables to an analysis bug
-        text = render(results) + f"\n_Analyses failed: {type(e).__name__}: {e}._\n"
+        text = render(plain) + f"\n_Analyses failed: {type(e).__name__}: {e}._\n"
     path.write_text(text)
     return path
 

@@ -19,6 +19,7 @@ file that exists but cannot be read raises `CorruptFileError` naming it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -97,6 +98,163 @@ def read_json(path):
 
 def load_results(run_dir) -> dict | None:
     return read_json(Path(run_dir) / "results.json")
+
+
+# ------------------------------------------------------------------------------ run data
+# Everything the report, the figures and the analyses read from a run directory, loaded once by
+# `load_run_data` into plain arrays; they never open a file while rendering.
+
+# retrained nets looked for in every seed (the pipeline's run names and the studies' extras)
+RETRAINED_NAMES = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt",
+                   "magnitude_pt")
+# the parts of dense.npz the report uses (its LE series is read for one seed only, and the
+# trajectory samples not at all: they are the file's bulk)
+DENSE_REPORT_KEYS = ("risk", "train_accuracy_history")
+DENSE_LEAF_PREFIXES = ("params_", "init_")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedData:
+    """One seed's arrays from ``seed_K/`` (None / empty where a file is missing or unreadable).
+
+    Attributes:
+      seed: the seed K.
+      dense: from ``dense.npz``: ``risk`` ``(n_windows,)``, ``train_accuracy_history``
+        ``(epochs,)`` and the params / initial params leaves ``params_i`` / ``init_i`` in pytree
+        order (the LE series is `RunData.le`); None when there is no readable file.
+      analysis: ``analysis.npz`` whole: ``mask_<name>`` flat keep ``(n_weights,)`` bool,
+        ``pmin_<method>`` ``(n_weights,)`` float...; None when there is no readable file.
+      retrained: run name -> `load_retrained`'s dict (``kernels`` per layer
+        ``(fan_in, fan_out)``, ``biases``, ``train_accuracy_history`` ``(epochs,)``...), for the
+        ``retrained_<name>.npz`` files present.
+    """
+
+    seed: int
+    dense: dict | None
+    analysis: dict | None
+    retrained: dict
+
+    def masks(self) -> dict[str, np.ndarray]:
+        """``{name: flat keep (n_weights,) bool}`` from ``analysis.npz`` (empty without it)."""
+        return {k[len("mask_"):]: np.asarray(v, bool) for k, v in (self.analysis or {}).items()
+                if k.startswith("mask_")}
+
+    def pmin(self, method: str) -> np.ndarray | None:
+        """The min-over-lags p-values ``(n_weights,)`` of `method` (``legcnet_ft`` / ``_pt``)."""
+        a = self.analysis or {}
+        return None if f"pmin_{method}" not in a else np.asarray(a[f"pmin_{method}"], float)
+
+    def kernels(self, sizes, prefix: str = "params") -> list[np.ndarray] | None:
+        """The dense net's kernels (``prefix="init"``: the initial ones), one ``(fan_in,
+        fan_out)`` array per layer, checked against the layer sizes; None if unavailable."""
+        return None if self.dense is None else kernels_from_leaves(self.dense, prefix, sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """A finished run in memory: ``results.json`` and the per-seed arrays of its directory.
+
+    Attributes:
+      results: the results dict (see `jaxprune.pipeline.run`).
+      seeds: seed -> `SeedData`, in the order of ``results["seeds"]``.
+      le: the windowed LE series of `le_seed`, ``(n_windows, n_weights)`` float (NaN: no
+        estimate); None when its ``dense.npz`` is missing or has none.
+      le_seed: the seed of `le` (the first seed), None for a run without seeds.
+      run_dir: the directory it was loaded from (None for data built in memory); the parts of
+        the report owned by other modules (null controls, deployment) still read it.
+      missing: expected files that are not there, relative to `run_dir` (``seed_0/dense.npz``,
+        ``seed_1/retrained_random.npz``...).
+      errors: relative path -> message for files that exist but could not be read
+        (`CorruptFileError`); they count as absent, and whatever needs them reports the message.
+    """
+
+    results: dict
+    seeds: dict[int, SeedData]
+    le: np.ndarray | None = None
+    le_seed: int | None = None
+    run_dir: Path | None = None
+    missing: tuple[str, ...] = ()
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def check(self, seed: int, filename: str) -> None:
+        """Raise `CorruptFileError` (with the loader's message) when ``seed_K/<filename>``
+        could not be read, so that a part needing it reports why, as if it had read it."""
+        msg = self.errors.get(f"seed_{int(seed)}/{filename}")
+        if msg is not None:
+            raise CorruptFileError(msg)
+
+    def masks(self) -> dict[int, dict[str, np.ndarray]]:
+        """``{seed: {name: flat keep array}}`` for the seeds that have ``analysis.npz`` (as
+        `load_masks`)."""
+        return {s: d.masks() for s, d in self.seeds.items() if d.analysis is not None}
+
+
+def _read_npz(path: Path, want) -> dict | None:
+    """The members of an ``.npz`` whose names pass `want` (a predicate); None when missing,
+    `CorruptFileError` naming the file when it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files if want(k)}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise CorruptFileError(f"{path} is corrupt or truncated ({err}); delete it (a resumed "
+                               "run recomputes it) or rerun with --overwrite") from err
+
+
+def load_run_data(run_dir, results: dict | None = None) -> RunData:
+    """Read a run directory once for the report, the figures and the analyses.
+
+    Args:
+      run_dir: a directory written by `jaxprune.pipeline.run` (or a study of ``experiments/``).
+      results: its results dict when already in memory; None = read ``results.json``.
+
+    Returns:
+      a `RunData`; a missing per-seed file is listed in ``missing`` and an unreadable one in
+      ``errors`` (never raised here). Raises `FileNotFoundError` when there is no results dict
+      and no ``results.json``.
+    """
+    run_dir = Path(run_dir)
+    if results is None:
+        results = load_results(run_dir)
+        if results is None:
+            raise FileNotFoundError(f"no results.json in {run_dir}: not a finished run directory")
+    seeds = [int(s) for s in results.get("seeds", [])]
+    expected = set(run_names(results)) if results.get("runs") else set()
+    names = list(RETRAINED_NAMES) + sorted(expected - set(RETRAINED_NAMES))
+    missing: list[str] = []
+    errors: dict[str, str] = {}
+
+    def read(rel: str, loader, expected_file: bool = True):
+        try:
+            out = loader()
+        except CorruptFileError as err:
+            errors[rel] = str(err)
+            return None
+        if out is None and expected_file:
+            missing.append(rel)
+        return out
+
+    per_seed: dict[int, SeedData] = {}
+    le = None
+    for s in seeds:
+        d = seed_dir(run_dir, s)
+        keys = DENSE_REPORT_KEYS + (("le",) if s == seeds[0] else ())  # LE: first seed only
+        dense = read(f"seed_{s}/dense.npz", lambda d=d, keys=keys: _read_npz(
+            d / "dense.npz", lambda k: k in keys or k.startswith(DENSE_LEAF_PREFIXES)))
+        if dense is not None and "le" in dense:
+            le = np.asarray(dense.pop("le"), float)
+        analysis = read(f"seed_{s}/analysis.npz",
+                        lambda d=d: _read_npz(d / "analysis.npz", lambda k: True))
+        retrained = {}
+        for name in names:
+            r = read(f"seed_{s}/retrained_{name}.npz",
+                     lambda s=s, name=name: load_retrained(run_dir, s, name), name in expected)
+            if r is not None:
+                retrained[name] = r
+        per_seed[s] = SeedData(seed=s, dense=dense, analysis=analysis, retrained=retrained)
+    return RunData(results=results, seeds=per_seed, le=le, le_seed=seeds[0] if seeds else None,
+                   run_dir=run_dir, missing=tuple(missing), errors=errors)
 
 
 # ------------------------------------------------------------------------------ fingerprint
@@ -264,15 +422,7 @@ def seed_dir(run_dir, seed: int) -> Path:
 def load_npz(path, keys=None) -> dict | None:
     """An ``.npz`` as a dict (only `keys` when given); None when missing, `CorruptFileError`
     naming the file when it is truncated or fails its CRC."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files if keys is None or k in keys}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise CorruptFileError(f"{path} is corrupt or truncated ({err}); delete it (a resumed "
-                               "run recomputes it) or rerun with --overwrite") from err
+    return _read_npz(Path(path), lambda k: keys is None or k in keys)
 
 
 def load_dense(run_dir, seed: int, keys=None) -> dict | None:

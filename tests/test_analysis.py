@@ -1,13 +1,14 @@
 """jaxprune.analysis (paired tests, IoU, ESD alpha), figures and the extended report on a fake
 run directory with the pipeline's file layout (no training: fast)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from jaxprune import analysis as an
-from jaxprune import report, rundir
+from jaxprune import figures, report, rundir
 from jaxprune.figures import make_figures
 
 
@@ -244,3 +245,102 @@ def test_report_degrades_without_per_seed_files(tmp_path):
     assert round(stats.ttest_rel(acc["legcnet_ft"], acc["random"]).pvalue, 2) == 0.51
     assert ("* FT does not beat random pruning at equal sparsity (mean diff -0.72 pp, 95% CI "
             "[-4.63, +3.20], d=-0.45, p=0.51, 3 seeds).") in text
+
+
+# ------------------------------------------------------------------------------ RunData
+GOLDEN = Path(__file__).parent / "data"
+
+
+def _fake_run_variant(tmp_path, variant):
+    results = _fake_run(tmp_path, retrained=variant == "full")
+    if variant == "no_seed_files":
+        for s in results["seeds"]:
+            for f in (tmp_path / f"seed_{s}").iterdir():
+                f.unlink()
+    return results
+
+
+@pytest.mark.parametrize("variant,golden", [
+    ("full", "report_fake_run.md"),
+    ("no_retrained", "report_fake_run_no_retrained.md"),
+    ("no_seed_files", "report_fake_run_no_seed_files.md"),
+])
+def test_report_text_unchanged(tmp_path, variant, golden):
+    # the golden files are the reports the package wrote for these fake runs before the report
+    # and the figures were built from one in-memory RunData; the text must not change
+    results = _fake_run_variant(tmp_path, variant)
+    text = report.write_report(results, tmp_path / "report.md").read_text()
+    assert text == (GOLDEN / golden).read_text()
+    # the same from a RunData, loaded once
+    data = rundir.load_run_data(tmp_path, results)
+    assert report.render(data, extras=report.analyse_run(data)) == text
+
+
+def test_load_run_data_records_missing_and_corrupt_files(tmp_path):
+    results = _fake_run(tmp_path)
+    (tmp_path / "seed_1" / "analysis.npz").unlink()
+    (tmp_path / "seed_0" / "retrained_random.npz").unlink()
+    (tmp_path / "seed_2" / "dense.npz").write_bytes(b"not a zip file")
+    data = rundir.load_run_data(tmp_path)  # results.json read from the directory
+    assert data.results == results and list(data.seeds) == [0, 1, 2]
+    assert set(data.missing) == {"seed_1/analysis.npz", "seed_0/retrained_random.npz"}
+    assert list(data.errors) == ["seed_2/dense.npz"]
+    assert "seed_2/dense.npz is corrupt" in data.errors["seed_2/dense.npz"]
+    assert data.seeds[2].dense is None and data.seeds[1].analysis is None
+    assert "random" not in data.seeds[0].retrained and "random" in data.seeds[1].retrained
+    # the LE series of the first seed only; the report's parts of dense.npz, not the LE
+    assert data.le_seed == 0 and data.le.shape == (30, sum(a * b for a, b in SHAPES))
+    assert "le" not in data.seeds[1].dense and data.seeds[1].dense["risk"].shape == (30,)
+    assert set(data.masks()) == {0, 2}
+    # whatever needed the unreadable file says why; the rest is drawn
+    out = report.analyse_run(data)
+    assert "risk: CorruptFileError" in out["notes"]["figures"]
+    assert "le_heatmap" in out["figures"] and "pmin_hist" in out["figures"]
+    assert out["notes"]["esd"].startswith("CorruptFileError")
+    with pytest.raises(FileNotFoundError, match="no results.json in"):
+        rundir.load_run_data(tmp_path / "nowhere")
+
+
+def test_analysis_of_in_memory_run_data_needs_no_directory(tmp_path):
+    results = _fake_run(tmp_path)
+    loaded = rundir.load_run_data(tmp_path, results)
+    # the same arrays, held in memory only: nothing to read, nothing written
+    data = rundir.RunData(results=results, seeds=loaded.seeds, le=loaded.le,
+                          le_seed=loaded.le_seed)
+    extras = report.analyse(data)
+    text = report.render(data)
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "analyses.json").exists()
+    assert "figures" not in extras and "## Mask stability" in text
+    assert "## Deployment" not in text  # the deployment table reads the directory's masks
+    # the same numbers as the analysis of the directory (which also draws the figures)
+    on_disk = report.analyse_run(tmp_path, results)
+    assert len(on_disk.pop("figures")) == 6
+    assert rundir.json_safe(extras) == rundir.json_safe(on_disk)
+
+
+def _png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_functions_take_arrays(tmp_path):
+    rng = np.random.default_rng(1)
+    offsets = [0, 12, 20]
+    le = rng.normal(size=(15, 20))
+    le[:, 3] = np.nan
+    pmin = rng.random(20)
+    out = tmp_path / "figs"
+    p = figures.le_heatmap(le, offsets, out / "le.png", pmin=pmin, alpha=0.05, seed=7)
+    assert p == out / "le.png" and _png(p)
+    assert _png(figures.risk_series({0: np.linspace(0.5, 0.1, 15), 1: rng.random(15)},
+                                    out / "risk.png", pt_windows=5))
+    assert _png(figures.pmin_hist({"legcnet_ft": [pmin], "legcnet_pt": [pmin[::-1], pmin]},
+                                  out / "pmin.png", alpha=0.05))
+    assert _png(figures.accuracy_epochs({0: {"legcnet_ft": np.linspace(0.3, 0.9, 6),
+                                             "random": np.array([])}},
+                                        {0: np.linspace(0.2, 0.95, 9)}, out / "acc.png",
+                                        target_accuracy=0.9))
+    # nothing to draw: no file
+    assert figures.risk_series({}, out / "r0.png", pt_windows=5) is None
+    assert figures.pmin_hist({"legcnet_ft": []}, out / "p0.png", alpha=0.05) is None
+    assert figures.accuracy_epochs({}, {}, out / "a0.png", target_accuracy=0.9) is None
+    assert sorted(f.name for f in out.iterdir()) == ["acc.png", "le.png", "pmin.png", "risk.png"]
