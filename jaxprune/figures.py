@@ -58,7 +58,7 @@ def le_heatmap(run_dir, results: dict, path: Path, seed: int | None = None) -> P
     offsets = rundir.layer_offsets(results)
     analysis = rundir.load_analysis(run_dir, seed) or {}
     pmin = analysis.get("pmin_legcnet_ft")
-    alpha = results["config"]["alpha"]
+    alpha = _config(results)["alpha"]
     n_layers = len(offsets) - 1
     fig, axes = plt.subplots(1, n_layers, figsize=(4.2 * n_layers, 3.6), squeeze=False)
     finite = le[np.isfinite(le)]
@@ -104,7 +104,7 @@ def risk_series(run_dir, results: dict, path: Path) -> Path | None:
     if not any_:
         plt.close(fig)
         return None
-    pt = results["config"]["pt_windows"]
+    pt = _config(results)["pt_windows"]
     ax.axvline(pt - 0.5, color="k", ls="--", lw=0.8, label=f"PT: first {pt} windows")
     ax.set_xlabel("window")
     ax.set_ylabel("risk = 1 - training accuracy")
@@ -115,7 +115,7 @@ def risk_series(run_dir, results: dict, path: Path) -> Path | None:
 
 
 def pmin_hist(run_dir, results: dict, path: Path) -> Path | None:
-    alpha = results["config"]["alpha"]
+    alpha = _config(results)["alpha"]
     pooled = {"legcnet_ft": [], "legcnet_pt": []}
     for s in results["seeds"]:
         a = rundir.load_analysis(run_dir, s)
@@ -170,7 +170,7 @@ def accuracy_epochs(run_dir, results: dict, path: Path) -> Path | None:
     if not seen:
         plt.close(fig)
         return None
-    ax.axhline(results["config"]["target_accuracy"], color="k", lw=0.6, ls="--",
+    ax.axhline(_config(results)["target_accuracy"], color="k", lw=0.6, ls="--",
                label="retraining threshold")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training accuracy")
@@ -252,3 +252,10 @@ def make_figures(run_dir, results: dict | None = None) -> tuple[dict, dict]:
         else:
             figures[key] = str(Path(made).relative_to(run_dir))
     return figures, errors
+
+
+def _config(results: dict) -> dict:
+    """results.json's config in the flat layout (grouped since the config groups, flat before)."""
+    from jaxprune.config import flat_config_dict
+
+    return flat_config_dict(results["config"])

@@ -78,7 +78,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def render(results: dict, run_dir=None, extras: dict | None = None) -> str:
     """The markdown report of a results dict (see `jaxprune.pipeline.run`); with `run_dir`,
     also the analyses and figures of `analyse_run` (or pass them precomputed as `extras`)."""
-    cfg = results["config"]
+    from jaxprune.config import flat_config_dict
+
+    cfg = flat_config_dict(results["config"])  # grouped (this version) or flat (earlier runs)
     runs = results["runs"]
     out = [
         f"# LEGCNet on {results['dataset']}",
