@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune import distributed, lyapunov, metrics, prune, rundir, sharding
+from jaxprune import select as select_stage
 # the config and the select stage moved to their own modules; their names stay importable here
 from jaxprune.config import TABULAR_PRESETS, LegcnetConfig, preset  # noqa: F401
 from jaxprune.models import predict_labels
@@ -44,7 +45,6 @@ from jaxprune.select import (  # noqa: F401
     LE_UNDEFINED,
     Analysis,
     GrangerOutcome,
-    analyze,
     correction_table,
     effective_maxlag,
     granger_on_le,
@@ -265,7 +265,8 @@ def analyze_dense(dense: DenseRun, params_like, cfg: LegcnetConfig, seed: int) -
     with the trained params rebuilt like `params_like`. The result also reads as the dict this
     function returned before (``analysis["masks"]``)."""
     params = load_params(dense, params_like, "params")
-    return analyze(np.asarray(dense["le"]), np.asarray(dense["risk"]), params, cfg, seed=seed)
+    return select_stage.analyze(np.asarray(dense["le"]), np.asarray(dense["risk"]), params, cfg,
+                                seed=seed)
 
 
 def dense_stage_digest(cfg: LegcnetConfig, dataset, seed: int) -> str:
@@ -518,7 +519,7 @@ def analyze_train_dir(run_dir, make_config: Callable[[LegcnetConfig], LegcnetCon
             le = np.asarray(res.le)[: len(risk)]
             le_source = f"computed from trajectory.npy ({cfg.lyapunov.le_mode} mode)"
         le_seconds = time.perf_counter() - t0
-        analysis = analyze(le, risk, params, cfg, baselines=False)
+        analysis = select_stage.analyze(le, risk, params, cfg, baselines=False)
     summaries = {m: analysis.method_summary(m) for m in analysis.granger}
     out = {"config": cfg.to_dict(), "le_source": le_source, "le_seconds": le_seconds,
            "summaries": summaries}

@@ -110,11 +110,11 @@ class DenseRun:
             train_accuracy_history=take("train_accuracy_history", empty),
             loss_history=take("loss_history", empty),
             epoch_seconds=take("epoch_seconds", empty),
-            seconds=take("seconds", np.float64(np.nan)),
-            train_accuracy=take("train_accuracy", np.float64(np.nan)),
-            test_accuracy=take("test_accuracy", np.float64(np.nan)),
-            dense_epochs_to_threshold=take("dense_epochs_to_threshold", np.int64(-1)),
-            steps=take("steps", np.int64(-1)), epochs=take("epochs", np.int64(-1)),
+            seconds=float(take("seconds", np.nan)),
+            train_accuracy=float(take("train_accuracy", np.nan)),
+            test_accuracy=float(take("test_accuracy", np.nan)),
+            dense_epochs_to_threshold=int(take("dense_epochs_to_threshold", -1)),
+            steps=int(take("steps", -1)), epochs=int(take("epochs", -1)),
             init_leaves=_leaves(a, "init"), param_leaves=_leaves(a, "params"),
         )
         digest = a.pop("run_digest", None)
