@@ -143,3 +143,19 @@ def test_run_and_analyze_share_one_select_stage(tmp_path, monkeypatch):
     for m in ("legcnet_ft", "legcnet_pt"):
         np.testing.assert_array_equal(saved[f"mask_{m}"], prune.flat_keep(want.masks[m]))
         np.testing.assert_array_equal(saved[f"pmin_{m}"], want.granger[m].pmin)
+
+
+@pytest.mark.timeout(600)
+def test_parity_run_scopes_x64(tmp_path):
+    """pipeline.run switches float64 on for parity mode inside a scoped block only: it works
+    with x64 off (the LE kernel refuses float64 without it) and leaves the flag off."""
+    cfg = LegcnetConfig(train=TrainConfig(hidden=(3,), batch_size=8, epochs=10, window=30,
+                                          stride=27, learning_rate=0.1),
+                        le_mode="parity", maxlag=1, pt_windows=5, max_retrain_epochs=1,
+                        baselines_for=(), verify_sample=0)
+    with jax.enable_x64(False):
+        pipeline.run(lambda s: load_dataset("iris", seed=s), cfg, [0], tmp_path / "run",
+                     nulls=None, checkpoint_every_s=1e9)
+        assert not jax.config.read("jax_enable_x64")
+    dense = rundir.load_dense_run(tmp_path / "run" / "seed_0" / "dense.npz")
+    assert dense.le.dtype == np.float64 and dense.n_windows == 5
