@@ -298,6 +298,7 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 _reuse_dense = rundir.reuse_dense  # kept for callers of the old private name
+_save_analysis = rundir.save_analysis  # kept for callers of the old private name
 
 
 def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: bool = False,

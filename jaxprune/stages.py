@@ -1,7 +1,7 @@
 """Frozen results of the pipeline's training stages (`jaxprune.pipeline`).
 
-`DenseRun` is what the dense stage (`jaxprune.pipeline.train_dense`) returns and what
-``seed_K/dense.npz`` holds (`jaxprune.rundir.save_dense` / `load_dense_run`); `Retrained` is
+`DenseRun` is what the dense stage (`jaxprune.pipeline.fit_dense`, cached by `train_dense`)
+returns and what ``seed_K/dense.npz`` holds (`jaxprune.rundir.save_dense` / `load_dense_run`); `Retrained` is
 one mask's retraining (`jaxprune.pipeline.retrain_mask`). Only NumPy here: no JAX, no files.
 """
 from __future__ import annotations
