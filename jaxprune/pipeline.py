@@ -308,8 +308,7 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
 
     digest: the run's fingerprint digest; the retraining records carry it and one without it
     (another run's) is recomputed on resume. The dense stage carries `dense_stage_digest`."""
-    seed_dir = rundir.seed_dir(out_dir, seed)
-    seed_dir.mkdir(parents=True, exist_ok=True)
+    seed_dir = rundir.make_seed_dir(out_dir, seed)
     timings = rundir.read_json(seed_dir / "timings.json") or {}
     pt_decision = {}
     alpha = cfg.selection.alpha

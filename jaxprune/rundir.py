@@ -380,6 +380,13 @@ def run_names(results: dict) -> list[str]:
 # ------------------------------------------------------------------------------ stage files
 # Every file the pipeline's stages write or read (dense.npz, analysis.npz, a `jaxprune train`
 # directory), so that `jaxprune.pipeline` and `jaxprune.select` compute without touching disk.
+def make_seed_dir(run_dir, seed: int) -> Path:
+    """``run_dir/seed_K/``, created if needed."""
+    path = seed_dir(run_dir, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def save_npz(path, **arrays) -> None:
     """Write ``.npz`` `arrays` atomically (a killed run never leaves a half-written stage file)."""
     path = Path(path)
