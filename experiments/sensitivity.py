@@ -68,6 +68,11 @@ def variant(base: pipeline.LegcnetConfig, param: str, value) -> pipeline.Legcnet
 
 def run_setting(data, cfg, seed, dense_dir: Path) -> dict:
     """Dense (cached per window/stride) -> masks -> retraining of CONFIG["retrain"]."""
+    with pipeline.x64_scope(cfg):  # as pipeline.run does: the parity kernel is float64
+        return _run_setting(data, cfg, seed, dense_dir)
+
+
+def _run_setting(data, cfg, seed, dense_dir: Path) -> dict:
     dense = pipeline.train_dense(data, cfg, seed, dense_dir, resume=True, progress=False,
                                  checkpoint_every_s=1e9)
     _, like = pipeline._init_params(data, cfg, seed)
@@ -95,10 +100,6 @@ def main(argv=None) -> int:
     if args.quick:
         base = base.replace(train=base.train.replace(epochs=CONFIG["quick_epochs"]))
     base = common.apply_overrides(base, CONFIG)
-    if base.le_mode == "parity":  # as pipeline.run does: the parity kernel is float64
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
     t0 = time.perf_counter()
     rows = []
     base_keep = {}

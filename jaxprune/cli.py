@@ -100,6 +100,8 @@ def _cmd_datasets(args) -> int:
 
 
 def _enable_x64_for(le_mode: str) -> None:
+    """The CLI's one global x64 switch (`jaxprune train --le-mode parity`: the in-epoch LE is
+    float64); the library scopes its own (`jaxprune.pipeline.x64_scope`)."""
     if le_mode == "parity":  # TISEAN parity is float64
         import jax
 
@@ -241,7 +243,7 @@ def _cmd_run(args) -> int:
         **{k: v for k, v in train_changes.items() if v is not None}))
     cfg = _legcnet_config(args, cfg)
     rundir.check_writable(args.out)  # before any compute
-    _enable_x64_for(cfg.le_mode)
+    # no global x64 switch: `run` scopes parity mode's float64 in a jax.enable_x64 block
     load = lambda seed: _load(args, seed)  # noqa: E731
     nulls = _null_config(args)  # bad draw counts fail before any training
     load(0)  # fail fast on a missing or malformed data set

@@ -41,7 +41,8 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
 
     dataset: a `Dataset` or a callable ``seed -> Dataset``; cfg: the run's `LegcnetConfig`.
     """
-    from jaxprune.pipeline import _init_params, granger_on_le
+    from jaxprune.pipeline import _init_params
+    from jaxprune.select import granger_on_le, method_windows
 
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
@@ -62,7 +63,7 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
         params = load_params(d, like, "params")
         layout = kernel_layout(params)
         le, risk = np.asarray(d["le"]), np.asarray(d["risk"])
-        windows = {"legcnet_ft": len(risk), "legcnet_pt": min(cfg.pt_windows, len(risk))}
+        windows = method_windows(len(risk), cfg)  # the select stage's FT / PT windows
         outcomes = {m: granger_on_le(le[:n], risk[:n], cfg) for m, n in windows.items()}
         seed_dir = rundir.seed_dir(out_dir, seed)
         if nulls is not None and nulls.controls:

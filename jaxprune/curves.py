@@ -65,7 +65,7 @@ def causal_order_key(pmin: np.ndarray, stat: np.ndarray | None, untestable: str)
 def causal_curve_mask(outcome, params, sparsity: float, *, untestable: str = "keep",
                       layers=None):
     """Mask pytree pruning the ``round(sparsity * n_i)`` least causal analysed weights of each
-    layer ``i`` (`outcome`: a `jaxprune.pipeline.GrangerOutcome` on the flat weight axis)."""
+    layer ``i`` (`outcome`: a `jaxprune.select.GrangerOutcome` on the flat weight axis)."""
     layout = kernel_layout(params)
     analysed = prune.analysed_weights(layout, layers)
     counts = prune._target_counts(float(sparsity), layout, analysed, True)
@@ -81,23 +81,24 @@ def causal_curve_mask(outcome, params, sparsity: float, *, untestable: str = "ke
 def curve_masks(analysis: dict, params, sparsities: Sequence[float], cfg, seed: int) -> list:
     """``[(method, sparsity, mask)]`` for every curve method and sparsity.
 
-    analysis: `jaxprune.pipeline.analyze_dense`'s output (its ``granger`` outcomes);
+    analysis: a `jaxprune.select.Analysis` (its ``granger`` outcomes);
     params: the trained dense params (magnitude ranks)."""
     out = []
+    layers = cfg.selection.layers
     for s in sparsities:
         per_layer = {}
         for method, src in (("causal_ft", "legcnet_ft"), ("causal_pt", "legcnet_pt")):
             m = causal_curve_mask(analysis["granger"][src], params, s,
-                                  untestable=cfg.untestable, layers=cfg.layers)
+                                  untestable=cfg.selection.untestable, layers=layers)
             per_layer[method] = m
         counts = prune.per_layer_counts(~prune.flat_keep(per_layer["causal_ft"]),
                                         kernel_layout(params))
         out += [("causal_ft", s, per_layer["causal_ft"]), ("causal_pt", s, per_layer["causal_pt"])]
-        out.append(("magnitude", s, prune.magnitude_mask(params, counts, layers=cfg.layers)))
+        out.append(("magnitude", s, prune.magnitude_mask(params, counts, layers=layers)))
         out.append(("magnitude_global", s, prune.magnitude_mask(
-            params, int(counts.sum()), per_layer=False, layers=cfg.layers)))
+            params, int(counts.sum()), per_layer=False, layers=layers)))
         out.append(("random", s, prune.random_mask(
-            params, counts, seed=int(seed) * 1000 + round(s * 1000), layers=cfg.layers)))
+            params, counts, seed=int(seed) * 1000 + round(s * 1000), layers=layers)))
     return out
 
 

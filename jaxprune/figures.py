@@ -257,7 +257,7 @@ def _le_heatmap_of(data: rundir.RunData, path: Path) -> Path | None:
     data.check(seed, "analysis.npz")
     return le_heatmap(data.le, rundir.layer_offsets(data.results), path,
                       pmin=data.seeds[seed].pmin("legcnet_ft"),
-                      alpha=data.results["config"]["alpha"], seed=seed)
+                      alpha=_cfg(data)["alpha"], seed=seed)
 
 
 def _risk_of(data: rundir.RunData, path: Path) -> Path | None:
@@ -266,7 +266,7 @@ def _risk_of(data: rundir.RunData, path: Path) -> Path | None:
         data.check(s, "dense.npz")
         if d.dense is not None:
             risks[s] = d.dense["risk"]
-    return risk_series(risks, path, pt_windows=data.results["config"]["pt_windows"])
+    return risk_series(risks, path, pt_windows=_cfg(data)["pt_windows"])
 
 
 def _pmin_of(data: rundir.RunData, path: Path) -> Path | None:
@@ -276,7 +276,7 @@ def _pmin_of(data: rundir.RunData, path: Path) -> Path | None:
         for m in pooled:
             if d.pmin(m) is not None:
                 pooled[m].append(d.pmin(m))
-    return pmin_hist(pooled, path, alpha=data.results["config"]["alpha"])
+    return pmin_hist(pooled, path, alpha=_cfg(data)["alpha"])
 
 
 def _accuracy_epochs_of(data: rundir.RunData, path: Path) -> Path | None:
@@ -291,7 +291,7 @@ def _accuracy_epochs_of(data: rundir.RunData, path: Path) -> Path | None:
         if d.dense is not None:
             dense[s] = d.dense["train_accuracy_history"]
     return accuracy_epochs(retrained, dense, path,
-                           target_accuracy=data.results["config"]["target_accuracy"])
+                           target_accuracy=_cfg(data)["target_accuracy"])
 
 
 def render_figures(data: rundir.RunData, out_dir) -> tuple[dict, dict]:
@@ -333,3 +333,10 @@ def make_figures(run_dir, results: dict | None = None) -> tuple[dict, dict]:
     if results is None:
         return {}, {"all": "no results.json"}
     return render_figures(rundir.load_run_data(run_dir, results), run_dir / "figures")
+
+
+def _cfg(data) -> dict:
+    """The run's config as a flat dict (grouped in this version, flat in earlier runs)."""
+    from jaxprune.config import flat_config_dict
+
+    return flat_config_dict(data.results["config"])

@@ -4,7 +4,7 @@ For one seed and one mask (FT: all windows, PT: the first ``pt_windows``), the r
 ``le`` ``(n_windows, n_weights)`` and the risk ``(n_windows,)`` give, per layer, the fraction
 of testable analysed weights the rule calls non-causal (corrected p >= alpha). The same
 fraction is computed for null LE series run through the same Granger kernel
-(`jaxprune.pipeline.granger_on_le`) and the same rule:
+(`jaxprune.select.granger_on_le`) and the same rule:
 
 * ``shuffle``: each weight's series permuted in time (seeded), destroying any temporal link;
 * ``surrogate``: IAAFT surrogates (iterative amplitude-adjusted Fourier transform, Schreiber &
@@ -123,15 +123,17 @@ def iaaft(le: np.ndarray, rng: np.random.Generator, iterations: int = 10) -> np.
 # ------------------------------------------------------------------------------ fractions
 def noncausal_flags(outcome, cfg) -> tuple[np.ndarray, np.ndarray]:
     """(non-causal, testable) bool ``(n_weights,)`` of a `GrangerOutcome` under the config's
-    rule: corrected p (``cfg.correction``) >= ``cfg.alpha`` among the testable weights."""
+    rule: corrected p (``selection.correction``) >= ``selection.alpha`` among the testable
+    weights."""
+    sel = cfg.selection
     testable = outcome.status == 0
     p = outcome.pmin
-    if cfg.round_pvalues is not None:
-        p = prune.round_pvalues(p, cfg.round_pvalues)
-    p = prune.corrected_pvalues(p, correction=cfg.correction, lag_pvalues=outcome.lag_pvalues,
+    if sel.round_pvalues is not None:
+        p = prune.round_pvalues(p, sel.round_pvalues)
+    p = prune.corrected_pvalues(p, correction=sel.correction, lag_pvalues=outcome.lag_pvalues,
                                 n_lags=outcome.maxlag_used, family=testable)
     with np.errstate(invalid="ignore"):
-        noncausal = testable & (p >= cfg.alpha)
+        noncausal = testable & (p >= sel.alpha)
     return noncausal, testable
 
 
@@ -179,25 +181,25 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
     p_value, plus draws / null_fraction_sd / null_fractions / n_sampled), and the calibration
     dict (when `calibration`: per-lag rejection rates under the shuffle null) or None.
     """
-    from jaxprune.pipeline import granger_on_le
+    from jaxprune import select as select_stage
 
     groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1])
                   for i in range(layout.n_layers)]
-    analysed = prune.analysed_weights(layout, cfg.layers)
+    analysed = prune.analysed_weights(layout, cfg.selection.layers)
     groups_all = [g[analysed[g]] for g in groups_all]
     nc, tb = noncausal_flags(real_outcome, cfg)
     real = _fractions(nc, tb, groups_all)
 
-    samples = sample_weights(layout, cfg.layers, ncfg.max_per_layer, seed)
+    samples = sample_weights(layout, cfg.selection.layers, ncfg.max_per_layer, seed)
     idx = np.concatenate(samples)
     # positions of each layer's sample within the concatenated sample axis
     bounds = np.cumsum([0] + [s.size for s in samples])
     local = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(samples))]
-    x_real = _prepare(le[:, idx], cfg.nan_fill)
+    x_real = _prepare(le[:, idx], cfg.selection.nan_fill)
     records, calib = [], None
     for control in ncfg.controls:
         if control == "crossseed":
-            draws = [_prepare(o[: le.shape[0], idx], cfg.nan_fill) for o in other_le]
+            draws = [_prepare(o[: le.shape[0], idx], cfg.selection.nan_fill) for o in other_le]
             if not draws:
                 continue  # needs >= 2 seeds
         else:
@@ -215,14 +217,14 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
             else:
                 x = _surrogates(x_real, rng, ncfg.iaaft_iterations)
             # every sampled weight in one kernel call, on this process's devices
-            out = granger_on_le(x, risk, cfg, local=True)
+            out = select_stage.granger_on_le(x, risk, cfg, local=True)
             nc_n, tb_n = noncausal_flags(out, cfg)
             fractions.append(_fractions(nc_n, tb_n, local))
             if calibration and control == "shuffle":
                 ok = out.status == 0
                 with np.errstate(invalid="ignore"):
-                    lag_reject = lag_reject + np.sum(out.lag_pvalues[ok] < cfg.alpha, axis=0)
-                    min_reject += float(np.sum(out.pmin[ok] < cfg.alpha))
+                    lag_reject = lag_reject + np.sum(out.lag_pvalues[ok] < cfg.selection.alpha, axis=0)
+                    min_reject += float(np.sum(out.pmin[ok] < cfg.selection.alpha))
                 n_tested += int(ok.sum())
         fractions = np.asarray(fractions)  # (k, n_layers)
         seconds = time.perf_counter() - t0
@@ -239,7 +241,8 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
                 "seconds": seconds,
             })
         if calibration and control == "shuffle" and n_tested:
-            calib = {"seed": int(seed), "mask": mask, "test": cfg.test, "alpha": cfg.alpha,
+            calib = {"seed": int(seed), "mask": mask, "test": cfg.granger.test,
+                     "alpha": cfg.selection.alpha,
                      "lag_rejection": [float(v) / n_tested for v in np.atleast_1d(lag_reject)],
                      "min_p_rejection": min_reject / n_tested, "n_series": n_tested}
     return records, calib

@@ -99,7 +99,9 @@ def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None)
         data = None
         if extras is None and run_dir is not None:
             data = rundir.load_run_data(run_dir, results)
-    cfg = results["config"]
+    from jaxprune.config import flat_config_dict
+
+    cfg = flat_config_dict(results["config"])  # grouped (this version) or flat (earlier runs)
     runs = results["runs"]
     out = [
         f"# LEGCNet on {results['dataset']}",

@@ -408,7 +408,9 @@ def layer_offsets(results: dict) -> list[int]:
 def analysed_per_layer(results: dict) -> list[int]:
     """Analysed (prunable) weights per layer under the config's layer filter."""
     sizes = layer_sizes(results)
-    layers = results["config"].get("layers")
+    from jaxprune.config import flat_config_dict
+
+    layers = flat_config_dict(results["config"]).get("layers")
     if layers is None:
         return sizes
     chosen = {int(i) % len(sizes) for i in layers}
@@ -523,3 +525,109 @@ def run_names(results: dict) -> list[str]:
              "magnitude_pt")
     names = {r.get("name", r["method"]) for r in results["runs"]}
     return [n for n in order if n in names] + sorted(names - set(order))
+
+
+# ------------------------------------------------------------------------------ stage files
+# Every file the pipeline's stages write or read (dense.npz, analysis.npz, a `jaxprune train`
+# directory), so that `jaxprune.pipeline` and `jaxprune.select` compute without touching disk.
+def make_seed_dir(run_dir, seed: int) -> Path:
+    """``run_dir/seed_K/``, created if needed."""
+    path = seed_dir(run_dir, seed)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_npz(path, **arrays) -> None:
+    """Write ``.npz`` `arrays` atomically (a killed run never leaves a half-written stage file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def save_dense(path, dense) -> None:
+    """Write a `jaxprune.stages.DenseRun` as ``dense.npz`` (its `to_arrays` keys)."""
+    save_npz(path, **dense.to_arrays())
+
+
+def load_dense_run(path, digest: str | None = None):
+    """``dense.npz`` at `path` as a `jaxprune.stages.DenseRun`; None when missing, or when
+    `digest` is given and the file's ``run_digest`` is another (another run's stage)."""
+    from jaxprune.stages import DenseRun
+
+    arrays = load_npz(path)
+    if arrays is None or (digest is not None and not stage_digest_ok(arrays, digest)):
+        return None
+    return DenseRun.from_arrays(arrays)
+
+
+def discard_checkpoints(path) -> None:
+    """Remove a checkpoint folder (a fresh stage never continues another run's checkpoints)."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def analysis_arrays(analysis, *, maxlag: bool = True) -> dict:
+    """``analysis.npz``'s arrays of a `jaxprune.select.Analysis`: ``mask_<name>`` flat keep
+    arrays ``(n_weights,)`` of every mask, ``pmin_<method>`` / ``status_<method>``
+    ``(n_weights,)`` and (with `maxlag`) ``maxlag_<method>`` of each Granger outcome."""
+    from jaxprune.prune import flat_keep
+
+    arrays = {f"mask_{name}": flat_keep(mask) for name, mask in analysis.masks.items()}
+    for name, g in analysis.granger.items():
+        arrays[f"pmin_{name}"] = g.pmin
+        arrays[f"status_{name}"] = g.status
+        if maxlag:
+            arrays[f"maxlag_{name}"] = np.int64(g.maxlag_used)
+    return arrays
+
+
+def save_analysis(path, analysis) -> None:
+    """``seed_K/analysis.npz`` of a `jaxprune run` (`analysis_arrays`)."""
+    save_npz(path, **analysis_arrays(analysis))
+
+
+def reuse_dense(src_dir, out_dir, seed: int, digest: str) -> None:
+    """Copy ``seed_K/dense.npz`` from another run directory when its stage digest is `digest`
+    (computed from the same inputs) and out_dir has none yet."""
+    src = seed_dir(src_dir, seed) / "dense.npz"
+    dst = seed_dir(out_dir, seed) / "dense.npz"
+    if dst.exists() or not src.exists():
+        return
+    if stage_digest_ok(load_npz(src, keys=("run_digest",)), digest):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def read_train_dir(run_dir) -> tuple[dict, dict]:
+    """``(metrics.json, windows.npz arrays)`` of a `jaxprune train` directory, with errors
+    naming what is missing."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise FileNotFoundError(f"{run_dir} holds no metrics.json: not a `jaxprune train` directory")
+    meta = read_json(metrics_path)
+    windows = load_npz(run_dir / "windows.npz")
+    if windows is None:
+        raise FileNotFoundError(f"{run_dir} holds no windows.npz: not a finished `jaxprune train`")
+    return meta, windows
+
+
+def load_trajectory(run_dir) -> np.ndarray:
+    """``trajectory.npy`` of a `jaxprune train --keep-trajectory` directory, memory-mapped
+    ``(steps, n_weights)``."""
+    traj_path = Path(run_dir) / "trajectory.npy"
+    if not traj_path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} has neither recorded LE series nor trajectory.npy: train with "
+            "--le-mode parity|fast or --keep-trajectory, or use `jaxprune run`")
+    return np.load(traj_path, mmap_mode="r")
+
+
+def save_train_analysis(run_dir, analysis, summary: dict) -> None:
+    """A `jaxprune analyze` result into its train directory: ``analysis.npz`` (flat keep masks,
+    p-values, statuses) and ``analysis.json`` (`summary`)."""
+    run_dir = Path(run_dir)
+    save_npz(run_dir / "analysis.npz", **analysis_arrays(analysis, maxlag=False))
+    write_json(run_dir / "analysis.json", summary)

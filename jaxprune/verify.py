@@ -122,7 +122,9 @@ def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
     from jaxprune.rundir import read_json
 
     saved = read_json(cfg_path)
-    cfg = saved["config"]
+    from jaxprune.config import flat_config_dict
+
+    cfg = flat_config_dict(saved["config"])  # grouped (this version) or flat (earlier runs)
     rng = np.random.default_rng(seed)
     # only the run's own seeds: a seed_K/ left by an earlier run with more seeds is not this run
     run_seeds = saved.get("seeds")

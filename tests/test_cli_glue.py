@@ -113,7 +113,7 @@ def test_quick_run_end_to_end_without_x64(tmp_path):
         raise AssertionError(f"results.json holds {name}: not valid JSON")
 
     results = json.loads((out / "results.json").read_text(), parse_constant=no_constants)
-    assert results["config"]["le_mode"] == "fast"
+    assert results["config"]["lyapunov"]["le_mode"] == "fast"
     methods = {r["method"] for r in results["runs"]}
     assert methods == {"dense", "legcnet_ft", "legcnet_pt", "random", "magnitude"}
     dense = np.load(out / "seed_0" / "dense.npz")
