@@ -8,12 +8,10 @@ Two analyses of the same dense runs: all 41,000 weights (``OUT/all_weights``), a
 original's last two layers only (``OUT/last_two_layers``, 1,800 weights; the dense stage is
 reused, only the Granger analysis and the retraining run again). ``OUT/report.md`` compares them.
 
-Runtime on this project's 2-core CPU (AMD EPYC, jax 0.10.2, otherwise idle): mnist5k
-``--quick --seeds 3`` (the quick preset: 400 epochs, fast LE mode, baselines at FT sparsity)
-440 s for both analyses (all weights 265 s, last two layers 172 s); this is the example in
-``docs/example_mnist5k``. The full mnist5k config (parity LE, PT baselines, 5 seeds) is estimated
-(not timed) at 2-3x that: 5/3 the seeds and two more retrainings per seed. Full MNIST (50
-epochs of 383 steps on 49,000 training images) wants a GPU.
+Runtime on this project's 2-core CPU (jax 0.10.2): mnist5k ``--quick --seeds 3`` about 440 s
+for both analyses without the null controls and curves; the full config (parity LE, PT baselines,
+5 seeds, 19 null draws, curves at 0.1..0.9: ``docs/example_mnist5k``) 73 min with the CPU shared
+with other jobs. Full MNIST (50 epochs of 383 steps on 49,000 training images) wants a GPU.
 """
 from __future__ import annotations
 

@@ -12,10 +12,9 @@ progression score), not the original's Pima diabetes classification; TensorFlow 
 Per data set: ``OUT/<name>/report.md`` (paired tests, IoU, spectra, figures); across data sets:
 ``OUT/report.md``.
 
-Runtime on this project's 2-core CPU (AMD EPYC, jax 0.10.2, otherwise idle):
-``--quick --seeds 3`` (the committed example ``docs/example_tabular``) 369 s (iris 72,
-breast_cancer 85, wine 67, digits 141); the full config (5 seeds, twice the epochs, PT
-baselines) an estimated (not timed) 3x that. A single data set: ``--datasets iris``.
+Runtime on this project's 2-core CPU (jax 0.10.2): the full config (5 seeds, PT baselines, null
+controls, curves at 0.1..0.9; the committed example ``docs/example_tabular``) 10.5 min (digits
+8 min of it). A single data set: ``--datasets iris``.
 """
 from __future__ import annotations
 

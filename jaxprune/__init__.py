@@ -1,7 +1,9 @@
 """jaxprune: LEGCNet pruning by chaos and causality, in JAX.
 
 Stages, one module each: `data` -> `models` / `train` (trajectory windows, risk) -> `lyapunov`
--> `granger` -> `prune` -> `pipeline`. The public names below are re-exported here lazily (a
+-> `granger` -> `select` (tests -> masks: `multitest`, `prune`) -> retraining (`optim`,
+`population`) -> `report`; `pipeline` runs them and `rundir` holds every file read and write of
+a run directory (docs/architecture.md). The public names below are re-exported here lazily (a
 module ``__getattr__``), so that ``import jaxprune`` (and ``jaxprune --help``) stays fast: the
 submodule, and JAX with it, is imported on first access. ``docs/method.md`` describes the method.
 
@@ -68,8 +70,18 @@ _EXPORTS = {
     "classification_metrics": ("jaxprune.metrics", "classification_metrics"),
     "precision_recall_f1": ("jaxprune.metrics", "precision_recall_f1"),
     # the whole pipeline
-    "LegcnetConfig": ("jaxprune.pipeline", "LegcnetConfig"),
-    "preset": ("jaxprune.pipeline", "preset"),
+    "LegcnetConfig": ("jaxprune.config", "LegcnetConfig"),
+    "LyapunovConfig": ("jaxprune.config", "LyapunovConfig"),
+    "GrangerConfig": ("jaxprune.config", "GrangerConfig"),
+    "SelectionConfig": ("jaxprune.config", "SelectionConfig"),
+    "RetrainConfig": ("jaxprune.config", "RetrainConfig"),
+    "preset": ("jaxprune.config", "preset"),
+    "analyze": ("jaxprune.select", "analyze"),
+    "Analysis": ("jaxprune.select", "Analysis"),
+    "DenseRun": ("jaxprune.stages", "DenseRun"),
+    "Retrained": ("jaxprune.stages", "Retrained"),
+    "RunData": ("jaxprune.rundir", "RunData"),
+    "load_run_data": ("jaxprune.rundir", "load_run_data"),
     "run": ("jaxprune.pipeline", "run"),
     "verify_run": ("jaxprune.verify", "verify_run"),
     # weight layout
@@ -89,11 +101,21 @@ __all__ = [
     "adfuller", "make_stationary", "causal_mask", "random_mask", "magnitude_mask",
     "masked_optimizer", "masked", "MaskedState", "apply_mask", "mask_summary", "MaskSummary",
     "Flops", "dense_flops", "sparse_flops", "pruned_iou", "classification_metrics",
-    "precision_recall_f1", "LegcnetConfig", "preset", "run", "verify_run", "flatten_kernels",
+    "precision_recall_f1", "LegcnetConfig", "LyapunovConfig", "GrangerConfig", "SelectionConfig",
+    "RetrainConfig", "preset", "analyze", "Analysis", "DenseRun", "Retrained", "RunData",
+    "load_run_data", "run", "verify_run", "flatten_kernels",
     "unflatten_kernels", "weight_index", "kernel_layout",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real objects (never executed at runtime)
+    from jaxprune.config import (
+        GrangerConfig,
+        LegcnetConfig,
+        LyapunovConfig,
+        RetrainConfig,
+        SelectionConfig,
+        preset,
+    )
     from jaxprune.data import (
         DataFormatError,
         Dataset,
@@ -120,8 +142,11 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects (never execu
     from jaxprune.metrics import classification_metrics, precision_recall_f1
     from jaxprune.models import MLP
     from jaxprune.optim import MaskedState, masked, masked_optimizer
-    from jaxprune.pipeline import LegcnetConfig, preset, run
+    from jaxprune.pipeline import run
     from jaxprune.prune import apply_mask, causal_mask, magnitude_mask, random_mask
+    from jaxprune.rundir import RunData, load_run_data
+    from jaxprune.select import Analysis, analyze
+    from jaxprune.stages import DenseRun, Retrained
     from jaxprune.stationarity import adfuller, make_stationary
     from jaxprune.train import CONFIGS, TrainConfig, Trainer, TrainResult
     from jaxprune.verify import verify_run

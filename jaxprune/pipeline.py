@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ import numpy as np
 
 from jaxprune import distributed, lyapunov, metrics, prune, rundir, sharding
 from jaxprune import select as select_stage
+
 # the config and the select stage moved to their own modules; their names stay importable here
 from jaxprune.config import TABULAR_PRESETS, LegcnetConfig, preset  # noqa: F401
 from jaxprune.models import predict_labels
