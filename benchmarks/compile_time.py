@@ -11,6 +11,7 @@ that :func:`jaxprune.lyapunov.windowed_le` uses, and of the training scan's stre
 with the window. Prints a table and, with ``--json FILE``, writes the figures as JSON. Wall and
 process CPU seconds are both reported (the machine may be shared: CPU seconds are the steadier).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,7 @@ def measure(window: int, weights: int, mode: str, s: int = 20) -> dict:
     dtype = np.float64 if mode == "parity" else np.float32
     rng = np.random.default_rng(0)
     traj = np.cumsum(rng.normal(0, 1e-3, (T, weights)), axis=0).astype(np.float32)
-    kw = {"window": window, "stride": stride, "m": 2, "d": 1, "t": 0, "s": s, "r": 20.0,
-          "quantize": False}
+    kw = {"window": window, "stride": stride, "m": 2, "d": 1, "t": 0, "s": s, "r": 20.0, "quantize": False}
     x = jnp.asarray(traj)
     row = {"window": window, "n_candidates": window - s - 1}
 
@@ -63,17 +63,25 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=("parity", "fast"), default="parity")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     a = ap.parse_args(argv)
-    cols = ("window", "n_candidates", "hlo_lines", "lower_s", "compile_s", "compile_cpu_s",
-            "run_s", "stream_hlo_lines", "stream_compile_s", "stream_compile_cpu_s")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, mode {a.mode}, "
-          f"{a.weights} weights x 2 windows")
+    cols = (
+        "window",
+        "n_candidates",
+        "hlo_lines",
+        "lower_s",
+        "compile_s",
+        "compile_cpu_s",
+        "run_s",
+        "stream_hlo_lines",
+        "stream_compile_s",
+        "stream_compile_cpu_s",
+    )
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, mode {a.mode}, {a.weights} weights x 2 windows")
     print(" ".join(f"{c:>20}" for c in cols))
     rows = []
     for w in a.windows:
         r = measure(w, a.weights, a.mode)
         rows.append(r)
-        print(" ".join(f"{r[c]:>20.2f}" if isinstance(r[c], float) else f"{r[c]:>20}"
-                       for c in cols), flush=True)
+        print(" ".join(f"{r[c]:>20.2f}" if isinstance(r[c], float) else f"{r[c]:>20}" for c in cols), flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"jax": jax.__version__, "mode": a.mode, "rows": rows}, f, indent=1)

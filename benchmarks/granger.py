@@ -3,6 +3,7 @@
 Run: python benchmarks/granger.py [--weights 41000] [--sample 200] [--chunk 256]
 Timings on a shared machine are noisy; compile time is reported separately.
 """
+
 import argparse
 import os
 import time
@@ -35,8 +36,7 @@ def compile_seconds(b, n, maxlag, dt, chunk):
     y = jax.ShapeDtypeStruct((1, n), dt)
     x = jax.ShapeDtypeStruct((b, n), dt)
     t0 = time.perf_counter()
-    _granger_jit.lower(y, x, maxlag=maxlag, chunk_size=min(chunk, b),
-                       tol=1e-10 if dt == np.float64 else 1e-4).compile()
+    _granger_jit.lower(y, x, maxlag=maxlag, chunk_size=min(chunk, b), tol=1e-10 if dt == np.float64 else 1e-4).compile()
     return time.perf_counter() - t0
 
 
@@ -65,8 +65,10 @@ def main():
         # called at once, inside this iteration: the loop variables are the current ones
         first, best = timed(lambda: min_pvalue(granger_tests(yd, xd, maxlag=L, chunk_size=a.chunk)))  # noqa: B023
         res[dt] = granger_tests(yd, xd, maxlag=L, chunk_size=a.chunk)
-        print(f"jaxprune {np.dtype(dt).name}: first call {first:.2f} s (executable cached by the compile step above), "
-              f"run {best:.3f} s for {b} weights x {L} lags = {b / best:,.0f} weights/s")
+        print(
+            f"jaxprune {np.dtype(dt).name}: first call {first:.2f} s (executable cached by the compile step above), "
+            f"run {best:.3f} s for {b} weights x {L} lags = {b / best:,.0f} weights/s"
+        )
     from statsmodels.tsa.stattools import grangercausalitytests
 
     idx = rng.choice(b, size=min(a.sample, b), replace=False)
@@ -79,16 +81,17 @@ def main():
             ref.append([[r[p][0]["ssr_chi2test"][0], r[p][0]["ssr_chi2test"][1]] for p in range(1, L + 1)])
     sm_t = (time.perf_counter() - t0) / len(idx)
     ref = np.asarray(ref)
-    print(f"statsmodels: {sm_t * 1e3:.1f} ms per weight = {1 / sm_t:,.1f} weights/s "
-          f"(all {b}: {sm_t * b / 60:.1f} min)")
+    print(f"statsmodels: {sm_t * 1e3:.1f} ms per weight = {1 / sm_t:,.1f} weights/s (all {b}: {sm_t * b / 60:.1f} min)")
     _, best64 = timed(lambda: granger_tests(jnp.asarray(y), jnp.asarray(x), maxlag=L, chunk_size=a.chunk), reps=1)
     print(f"speed-up float64: {sm_t * b / best64:,.0f}x")
     for dt, r in res.items():
         s = np.asarray(r.ssr_chi2test.statistic)[idx]
         p = np.asarray(r.ssr_chi2test.pvalue)[idx]
-        print(f"max deviation vs statsmodels ({np.dtype(dt).name}): statistic rel "
-              f"{np.max(np.abs(s - ref[..., 0]) / np.abs(ref[..., 0])):.2e}, p-value abs "
-              f"{np.max(np.abs(p - ref[..., 1])):.2e}")
+        print(
+            f"max deviation vs statsmodels ({np.dtype(dt).name}): statistic rel "
+            f"{np.max(np.abs(s - ref[..., 0]) / np.abs(ref[..., 0])):.2e}, p-value abs "
+            f"{np.max(np.abs(p - ref[..., 1])):.2e}"
+        )
 
 
 if __name__ == "__main__":

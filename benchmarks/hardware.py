@@ -1,4 +1,5 @@
 """What the benchmarks ran on: the CPU model (the figures are quoted with the hardware)."""
+
 from __future__ import annotations
 
 import platform

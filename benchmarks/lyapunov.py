@@ -13,6 +13,7 @@ size, a share of dead weights and of quantised plateaus); pass a real one with -
 ((T, W) float32, steps first) to measure fast vs parity on trained weights.
 Timings on a shared 2-core machine are noisy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,6 @@ from jaxprune.lyapunov import n_windows, windowed_le  # noqa: E402
 from jaxprune.lyapunov_reference import windowed_le_numpy  # noqa: E402
 
 W_FULL, T_FULL, WINDOW, STRIDE = 41_000, 11_475, 50, 45  # 254 windows
-
 
 
 def synthetic(T: int, W: int, seed: int = 0) -> np.ndarray:
@@ -56,8 +56,10 @@ def main():
     ap.add_argument("--traj", default=None)
     ap.add_argument("--skip-parity", action="store_true")
     a = ap.parse_args()
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__}, backend "
-          f"{jax.default_backend()}, devices {jax.devices()}")
+    print(
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; jax {jax.__version__}, backend "
+        f"{jax.default_backend()}, devices {jax.devices()}"
+    )
     if a.traj:
         traj = np.load(a.traj).astype(np.float32)
     else:
@@ -67,9 +69,11 @@ def main():
     nw = n_windows(T, WINDOW, STRIDE)
     total = nw * W
     full = n_windows(T_FULL, WINDOW, STRIDE) * W_FULL
-    print(f"trajectory {T} steps x {W} weights -> {nw} windows each, {total:,} windows "
-          f"= fraction {total / full:.4f} of the whole MNIST-FT map ({full:,}); load average "
-          f"{os.getloadavg()[0]:.1f} (a shared machine: timings are noisy)")
+    print(
+        f"trajectory {T} steps x {W} weights -> {nw} windows each, {total:,} windows "
+        f"= fraction {total / full:.4f} of the whole MNIST-FT map ({full:,}); load average "
+        f"{os.getloadavg()[0]:.1f} (a shared machine: timings are noisy)"
+    )
     res = {}
     for mode in ("fast", "parity"):
         if mode == "parity" and a.skip_parity:
@@ -85,35 +89,39 @@ def main():
             runs.append(time.perf_counter() - t0)
         dt = float(np.median(runs))
         res[mode] = out.le
-        print(f"{mode:7s}: first call (compile + 8 weights) {tc:6.2f} s; run {dt:7.2f} s (median of "
-              f"{len(runs)}: {', '.join(f'{v:.2f}' for v in runs)}) = {total / dt:12,.0f} windows/s "
-              f"-> whole map {full / (total / dt):7.1f} s")
+        print(
+            f"{mode:7s}: first call (compile + 8 weights) {tc:6.2f} s; run {dt:7.2f} s (median of "
+            f"{len(runs)}: {', '.join(f'{v:.2f}' for v in runs)}) = {total / dt:12,.0f} windows/s "
+            f"-> whole map {full / (total / dt):7.1f} s"
+        )
         res[mode + "_wps"] = total / dt
     if "parity" in res:
         f, p = res["fast"].astype(np.float64), res["parity"]
         both = ~np.isnan(p)
         diff = np.abs(f - p)[both]
-        print(f"fast vs parity on {both.sum():,} defined slopes: NaN pattern equal "
-              f"{np.array_equal(np.isnan(f), np.isnan(p))}; |diff| > 1e-4 in "
-              f"{np.mean(diff > 1e-4):.3%}, > 1e-2 in {np.mean(diff > 1e-2):.3%}; "
-              f"max {diff.max():.3g}, median of the differing "
-              f"{np.median(diff[diff > 1e-4]) if np.any(diff > 1e-4) else 0:.3g}")
+        print(
+            f"fast vs parity on {both.sum():,} defined slopes: NaN pattern equal "
+            f"{np.array_equal(np.isnan(f), np.isnan(p))}; |diff| > 1e-4 in "
+            f"{np.mean(diff > 1e-4):.3%}, > 1e-2 in {np.mean(diff > 1e-2):.3%}; "
+            f"max {diff.max():.3g}, median of the differing "
+            f"{np.median(diff[diff > 1e-4]) if np.any(diff > 1e-4) else 0:.3g}"
+        )
     rng = np.random.default_rng(1)
     live = np.nonzero(np.ptp(traj, axis=0) > 0)[0]
     cols = rng.choice(live, size=min(a.sample, live.size), replace=False)
     ks = rng.integers(0, nw, size=cols.size)
-    wins = [traj[STRIDE * k: STRIDE * k + WINDOW, c].astype(np.float64) for k, c in zip(ks, cols)]
+    wins = [traj[STRIDE * k : STRIDE * k + WINDOW, c].astype(np.float64) for k, c in zip(ks, cols)]
     t0 = time.perf_counter()
     ref = [windowed_le_numpy(w[:, None])[0, 0] for w in wins]
     np_wps = len(wins) / (time.perf_counter() - t0)
     if "parity" in res:
         par = res["parity"][ks, cols]
-        print(f"NumPy loop agrees with parity mode on the sample: "
-              f"{np.allclose(ref, par, atol=1e-12, equal_nan=True)}")
+        print(f"NumPy loop agrees with parity mode on the sample: {np.allclose(ref, par, atol=1e-12, equal_nan=True)}")
     try:
         import warnings
 
         import nolds
+
         warnings.simplefilter("ignore")  # nolds warns about short series / few neighbours
         t0 = time.perf_counter()
         for w in wins:
@@ -123,13 +131,14 @@ def main():
     except Exception as e:  # noqa: BLE001
         print("nolds failed:", e)
         nolds_wps = float("nan")
-    print(f"NumPy loop: {np_wps:10,.0f} windows/s; nolds.lyap_r: {nolds_wps:10,.0f} windows/s; "
-          f"TISEAN (1.96 ms/window): {1 / 1.96e-3:10,.0f} windows/s")
+    print(
+        f"NumPy loop: {np_wps:10,.0f} windows/s; nolds.lyap_r: {nolds_wps:10,.0f} windows/s; "
+        f"TISEAN (1.96 ms/window): {1 / 1.96e-3:10,.0f} windows/s"
+    )
     for mode in ("fast", "parity"):
         if mode + "_wps" in res:
             v = res[mode + "_wps"]
-            print(f"{mode}: x{v / np_wps:,.0f} NumPy loop, x{v / nolds_wps:,.0f} nolds, "
-                  f"x{v * 1.96e-3:,.0f} TISEAN")
+            print(f"{mode}: x{v / np_wps:,.0f} NumPy loop, x{v / nolds_wps:,.0f} nolds, x{v * 1.96e-3:,.0f} TISEAN")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ stable figure (other jobs stretch wall time, not this process's CPU seconds).
 
 Run: python benchmarks/pipeline.py [--dataset mnist5k] [--epochs N] [--seed 0] [--out f.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,17 +64,26 @@ def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
     common = dict(n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
     # compile both epoch functions first (one epoch each), so the timed runs exclude compilation
     warm = tcfg.replace(epochs=1)
-    Trainer(warm, ds.x_train, ds.y_train, window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)),
-            **common).fit()
-    with_le, c_le = _fit(Trainer(tcfg, ds.x_train, ds.y_train,
-                                 window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)), **common))
+    Trainer(warm, ds.x_train, ds.y_train, window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)), **common).fit()
+    with_le, c_le = _fit(
+        Trainer(tcfg, ds.x_train, ds.y_train, window_fn=pipeline.le_window_fn(cfg, np.zeros(0, int)), **common)
+    )
     plain, c_plain = _fit(Trainer(tcfg, ds.x_train, ds.y_train, **common))
     # the same training once more, untimed, keeping the trajectory for the standalone kernel
     traj_path = tmp / "traj.npy"
     Trainer(tcfg, ds.x_train, ds.y_train, keep_trajectory=traj_path, **common).fit()
     traj = np.load(traj_path, mmap_mode="r")
-    kw = dict(window=tcfg.window, stride=tcfg.stride, m=cfg.m, d=cfg.d, t=cfg.theiler, s=cfg.s,
-              r=cfg.r, quantize=cfg.quantize, mode=cfg.le_mode)
+    kw = dict(
+        window=tcfg.window,
+        stride=tcfg.stride,
+        m=cfg.m,
+        d=cfg.d,
+        t=cfg.theiler,
+        s=cfg.s,
+        r=cfg.r,
+        quantize=cfg.quantize,
+        mode=cfg.le_mode,
+    )
     lyapunov.windowed_le(traj, **kw)  # compile (block shapes depend on the window count)
     with Clock() as c_sa:
         sa = lyapunov.windowed_le(traj, **kw)
@@ -83,16 +93,24 @@ def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
     le_wall = c_le.wall - c_plain.wall
     le_cpu = c_le.cpu - c_plain.cpu
     return {
-        "epochs": tcfg.epochs, "steps": int(with_le.steps), "windows": n_win,
+        "epochs": tcfg.epochs,
+        "steps": int(with_le.steps),
+        "windows": n_win,
         "weights": int(with_le.n_weights),
-        "train_with_le_wall": c_le.wall, "train_with_le_cpu": c_le.cpu,
-        "train_plain_wall": c_plain.wall, "train_plain_cpu": c_plain.cpu,
-        "in_epoch_le_wall": le_wall, "in_epoch_le_cpu": le_cpu,
-        "standalone_le_wall": c_sa.wall, "standalone_le_cpu": c_sa.cpu,
+        "train_with_le_wall": c_le.wall,
+        "train_with_le_cpu": c_le.cpu,
+        "train_plain_wall": c_plain.wall,
+        "train_plain_cpu": c_plain.cpu,
+        "in_epoch_le_wall": le_wall,
+        "in_epoch_le_cpu": le_cpu,
+        "standalone_le_wall": c_sa.wall,
+        "standalone_le_cpu": c_sa.cpu,
         "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
         "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
         "max_abs_le_diff": diff,
-        "_le": got, "_risk": with_le.risk, "_params": with_le.params,
+        "_le": got,
+        "_risk": with_le.risk,
+        "_params": with_le.params,
         "_init": with_le.init_params,
     }
 
@@ -110,12 +128,14 @@ def stage_granger(le, risk, params, cfg, n_statsmodels: int) -> dict:
     maxlag = outcome.maxlag_used
     _statsmodels_min_p(risk, le[:, pick[0]].astype(np.float64), maxlag, cfg.test)  # imports
     with Clock() as c_sm:
-        ref = np.array([_statsmodels_min_p(risk, le[:, j].astype(np.float64), maxlag,
-                                           cfg.test) for j in pick])
+        ref = np.array([_statsmodels_min_p(risk, le[:, j].astype(np.float64), maxlag, cfg.test) for j in pick])
     per_pair = c_sm.wall / max(len(pick), 1)
     return {
-        "weights": int(le.shape[1]), "windows": int(le.shape[0]), "maxlag": int(maxlag),
-        "granger_wall": c.wall, "granger_cpu": c.cpu,
+        "weights": int(le.shape[1]),
+        "windows": int(le.shape[0]),
+        "maxlag": int(maxlag),
+        "granger_wall": c.wall,
+        "granger_cpu": c.cpu,
         "statsmodels_seconds_per_weight": per_pair,
         "speedup_vs_statsmodels": per_pair * le.shape[1] / c.wall,
         "max_abs_p_diff_sample": float(np.max(np.abs(ref - outcome.lag_pvalues[pick].min(axis=1)))),
@@ -137,8 +157,10 @@ def stage_retrain(ds, cfg, seed, init, params, outcome) -> dict:
         recs, _ = retrain_population(ds, cfg, init, list(masks.values()), [seed] * len(masks))
     return {
         "nets": len(masks),
-        "one_by_one_wall": c_one.wall, "one_by_one_cpu": c_one.cpu,
-        "population_wall": c_pop.wall, "population_cpu": c_pop.cpu,
+        "one_by_one_wall": c_one.wall,
+        "one_by_one_cpu": c_one.cpu,
+        "population_wall": c_pop.wall,
+        "population_cpu": c_pop.cpu,
         "speedup_wall": c_one.wall / c_pop.wall,
         "test_accuracy_one_by_one": {k: r["test_accuracy"] for k, r in single.items()},
         "test_accuracy_population": {k: r["test_accuracy"] for k, r in zip(masks, recs)},
@@ -157,37 +179,54 @@ def main():
     cfg = pipeline.preset(a.dataset, quick=True)
     if a.epochs is not None:
         cfg = cfg.replace(train=cfg.train.replace(epochs=a.epochs))
-    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-           "device": str(jax.devices()[0]), "load_average_start": os.getloadavg()}
-    print(f"{env['cpu']}, {env['cores']} cores, jax {env['jax']}, {env['device']}, "
-          f"load average {env['load_average_start']}", flush=True)
+    env = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "load_average_start": os.getloadavg(),
+    }
+    print(
+        f"{env['cpu']}, {env['cores']} cores, jax {env['jax']}, {env['device']}, "
+        f"load average {env['load_average_start']}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         dense = stage_dense(ds, cfg, a.seed, Path(tmp))
-    print(f"dense+LE: {dense['epochs']} epochs, {dense['windows']} windows x {dense['weights']} "
-          f"weights | with LE {dense['train_with_le_wall']:.1f} s wall / "
-          f"{dense['train_with_le_cpu']:.1f} s CPU, plain {dense['train_plain_wall']:.1f} / "
-          f"{dense['train_plain_cpu']:.1f} | in-epoch LE {dense['in_epoch_le_cpu']:.1f} s CPU vs "
-          f"standalone {dense['standalone_le_cpu']:.1f} s CPU: "
-          f"x{dense['in_epoch_over_standalone_cpu']:.2f} (wall x"
-          f"{dense['in_epoch_over_standalone_wall']:.2f}); max |LE diff| "
-          f"{dense['max_abs_le_diff']:.1e}", flush=True)
+    print(
+        f"dense+LE: {dense['epochs']} epochs, {dense['windows']} windows x {dense['weights']} "
+        f"weights | with LE {dense['train_with_le_wall']:.1f} s wall / "
+        f"{dense['train_with_le_cpu']:.1f} s CPU, plain {dense['train_plain_wall']:.1f} / "
+        f"{dense['train_plain_cpu']:.1f} | in-epoch LE {dense['in_epoch_le_cpu']:.1f} s CPU vs "
+        f"standalone {dense['standalone_le_cpu']:.1f} s CPU: "
+        f"x{dense['in_epoch_over_standalone_cpu']:.2f} (wall x"
+        f"{dense['in_epoch_over_standalone_wall']:.2f}); max |LE diff| "
+        f"{dense['max_abs_le_diff']:.1e}",
+        flush=True,
+    )
     gr = stage_granger(dense["_le"], dense["_risk"], dense["_params"], cfg, a.statsmodels)
-    print(f"granger: {gr['weights']} weights x maxlag {gr['maxlag']}, n {gr['windows']}: "
-          f"{gr['granger_wall']:.2f} s wall / {gr['granger_cpu']:.2f} s CPU; statsmodels "
-          f"{1e3 * gr['statsmodels_seconds_per_weight']:.1f} ms/weight -> "
-          f"x{gr['speedup_vs_statsmodels']:.0f}; max |p diff| {gr['max_abs_p_diff_sample']:.1e}",
-          flush=True)
+    print(
+        f"granger: {gr['weights']} weights x maxlag {gr['maxlag']}, n {gr['windows']}: "
+        f"{gr['granger_wall']:.2f} s wall / {gr['granger_cpu']:.2f} s CPU; statsmodels "
+        f"{1e3 * gr['statsmodels_seconds_per_weight']:.1f} ms/weight -> "
+        f"x{gr['speedup_vs_statsmodels']:.0f}; max |p diff| {gr['max_abs_p_diff_sample']:.1e}",
+        flush=True,
+    )
     rt = stage_retrain(ds, cfg, a.seed, dense["_init"], dense["_params"], gr["_outcome"])
-    print(f"retrain {rt['nets']} nets: one by one {rt['one_by_one_wall']:.1f} s wall / "
-          f"{rt['one_by_one_cpu']:.1f} s CPU, population {rt['population_wall']:.1f} / "
-          f"{rt['population_cpu']:.1f} -> x{rt['speedup_wall']:.2f} wall", flush=True)
+    print(
+        f"retrain {rt['nets']} nets: one by one {rt['one_by_one_wall']:.1f} s wall / "
+        f"{rt['one_by_one_cpu']:.1f} s CPU, population {rt['population_wall']:.1f} / "
+        f"{rt['population_cpu']:.1f} -> x{rt['speedup_wall']:.2f} wall",
+        flush=True,
+    )
     print("test accuracy one by one:", rt["test_accuracy_one_by_one"])
     print("test accuracy population:", rt["test_accuracy_population"])
     env["load_average_end"] = os.getloadavg()
     if a.out:
         strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
-        Path(a.out).write_text(json.dumps(
-            {"env": env, "dense": strip(dense), "granger": strip(gr), "retrain": rt}, indent=2))
+        Path(a.out).write_text(
+            json.dumps({"env": env, "dense": strip(dense), "granger": strip(gr), "retrain": rt}, indent=2)
+        )
 
 
 if __name__ == "__main__":

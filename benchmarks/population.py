@@ -12,6 +12,7 @@ minus the median of its other epochs.
 
 Run: python benchmarks/population.py [--members 5 20] [--epochs 10] [--repeats 3] [--out f.json]
 """
+
 import argparse
 import json
 import os
@@ -30,8 +31,7 @@ def members(ds, cfg, n):
     seeds = list(range(n))
     inits = [pipeline._init_params(ds, cfg, s)[1] for s in seeds]
     sparsity = np.linspace(0.1, 0.9, n) if n > 1 else [0.5]
-    masks = [jax.tree.map(np.asarray, prune.random_mask(inits[i], float(sparsity[i]), seed=1000 + i))
-             for i in range(n)]
+    masks = [jax.tree.map(np.asarray, prune.random_mask(inits[i], float(sparsity[i]), seed=1000 + i)) for i in range(n)]
     return seeds, inits, masks
 
 
@@ -49,22 +49,26 @@ def one_by_one(ds, cfg, seeds, inits, masks):
 def population_loop(ds, cfg, seeds, inits, masks):
     """Members one at a time through one PopulationTrainer (P = 1): one compile, no batching."""
     t0 = time.perf_counter()
-    trainer = PopulationTrainer(cfg.train, ds.x_train, ds.y_train, n_classes=ds.n_classes,
-                                x_test=ds.x_test, y_test=ds.y_test)
+    trainer = PopulationTrainer(
+        cfg.train, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )
     compile_s = 0.0
     for s, p0, m in zip(seeds, inits, masks):
-        res = trainer.fit([s], init_params=p0, masks=m, epochs=cfg.retrain_epochs,
-                          target_train_accuracy=cfg.target_accuracy)
+        res = trainer.fit(
+            [s], init_params=p0, masks=m, epochs=cfg.retrain_epochs, target_train_accuracy=cfg.target_accuracy
+        )
         compile_s += res.compile_seconds
     return time.perf_counter() - t0, compile_s
 
 
 def population(ds, cfg, seeds, inits, masks):
     t0 = time.perf_counter()
-    trainer = PopulationTrainer(cfg.train, ds.x_train, ds.y_train, n_classes=ds.n_classes,
-                                x_test=ds.x_test, y_test=ds.y_test)  # new trainer: compiles anew
-    res = trainer.fit(seeds, init_params=inits, masks=masks, epochs=cfg.retrain_epochs,
-                      target_train_accuracy=cfg.target_accuracy)
+    trainer = PopulationTrainer(
+        cfg.train, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )  # new trainer: compiles anew
+    res = trainer.fit(
+        seeds, init_params=inits, masks=masks, epochs=cfg.retrain_epochs, target_train_accuracy=cfg.target_accuracy
+    )
     return time.perf_counter() - t0, res.compile_seconds, res
 
 
@@ -77,46 +81,62 @@ def main():
     a = ap.parse_args()
     ds = data.load_dataset("mnist5k", seed=0)
     # a threshold of 1 is not reached in these few epochs: every net trains --epochs epochs
-    cfg = pipeline.preset("mnist5k", quick=True).replace(max_retrain_epochs=a.epochs,
-                                                          target_accuracy=1.0)
-    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-           "device": str(jax.devices()[0]), "load_average": os.getloadavg()}
-    print(f"cpu: {env['cpu']}, cores: {env['cores']}, jax {env['jax']}, device {env['device']}, "
-          f"load average {env['load_average']} (a shared machine: other jobs ran meanwhile)")
-    print(f"mnist5k 784-50-30-10, {a.epochs} epochs x {-(-len(ds.y_train) // 128)} steps, "
-          f"float32, min over {a.repeats} repeats")
+    cfg = pipeline.preset("mnist5k", quick=True).replace(max_retrain_epochs=a.epochs, target_accuracy=1.0)
+    env = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "load_average": os.getloadavg(),
+    }
+    print(
+        f"cpu: {env['cpu']}, cores: {env['cores']}, jax {env['jax']}, device {env['device']}, "
+        f"load average {env['load_average']} (a shared machine: other jobs ran meanwhile)"
+    )
+    print(
+        f"mnist5k 784-50-30-10, {a.epochs} epochs x {-(-len(ds.y_train) // 128)} steps, "
+        f"float32, min over {a.repeats} repeats"
+    )
     rows = []
     for n in a.members:
         seeds, inits, masks = members(ds, cfg, n)
-        best = {k: np.inf for k in ("single_wall", "single_compile", "loop_wall", "loop_compile",
-                                    "pop_wall", "pop_compile")}
+        best = {
+            k: np.inf for k in ("single_wall", "single_compile", "loop_wall", "loop_compile", "pop_wall", "pop_compile")
+        }
         for _ in range(a.repeats):
             w, c, single_params = one_by_one(ds, cfg, seeds, inits, masks)
-            best["single_wall"], best["single_compile"] = (min(best["single_wall"], w),
-                                                            min(best["single_compile"], c))
+            best["single_wall"], best["single_compile"] = (min(best["single_wall"], w), min(best["single_compile"], c))
             w, c = population_loop(ds, cfg, seeds, inits, masks)
             best["loop_wall"], best["loop_compile"] = min(best["loop_wall"], w), min(best["loop_compile"], c)
             w, c, res = population(ds, cfg, seeds, inits, masks)
             best["pop_wall"], best["pop_compile"] = min(best["pop_wall"], w), min(best["pop_compile"], c)
-        diff = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-                   for i in range(n)
-                   for x, y in zip(jax.tree.leaves(single_params[i]),
-                                   jax.tree.leaves(res.member_params(i))))
-        row = {"members": n, "epochs": a.epochs, **best,
-               "single_train": best["single_wall"] - best["single_compile"],
-               "loop_train": best["loop_wall"] - best["loop_compile"],
-               "pop_train": best["pop_wall"] - best["pop_compile"],
-               "speedup_wall": best["single_wall"] / best["pop_wall"],
-               "max_abs_param_diff_float32": diff}
+        diff = max(
+            float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+            for i in range(n)
+            for x, y in zip(jax.tree.leaves(single_params[i]), jax.tree.leaves(res.member_params(i)))
+        )
+        row = {
+            "members": n,
+            "epochs": a.epochs,
+            **best,
+            "single_train": best["single_wall"] - best["single_compile"],
+            "loop_train": best["loop_wall"] - best["loop_compile"],
+            "pop_train": best["pop_wall"] - best["pop_compile"],
+            "speedup_wall": best["single_wall"] / best["pop_wall"],
+            "max_abs_param_diff_float32": diff,
+        }
         row["speedup_train"] = row["single_train"] / row["pop_train"]
         row["speedup_train_vs_loop"] = row["loop_train"] / row["pop_train"]
         rows.append(row)
-        print(f"P={n:3d}: one-by-one {best['single_wall']:7.2f} s (compile ~{best['single_compile']:6.2f} s) | "
-              f"P=1 loop {best['loop_wall']:6.2f} s (compile {best['loop_compile']:5.2f} s) | "
-              f"population {best['pop_wall']:6.2f} s (compile {best['pop_compile']:5.2f} s) | "
-              f"speed-up wall {row['speedup_wall']:5.2f}x, excl. compile {row['speedup_train']:5.2f}x "
-              f"(vs P=1 loop {row['speedup_train_vs_loop']:5.2f}x) | "
-              f"max |param diff| {diff:.1e}", flush=True)
+        print(
+            f"P={n:3d}: one-by-one {best['single_wall']:7.2f} s (compile ~{best['single_compile']:6.2f} s) | "
+            f"P=1 loop {best['loop_wall']:6.2f} s (compile {best['loop_compile']:5.2f} s) | "
+            f"population {best['pop_wall']:6.2f} s (compile {best['pop_compile']:5.2f} s) | "
+            f"speed-up wall {row['speedup_wall']:5.2f}x, excl. compile {row['speedup_train']:5.2f}x "
+            f"(vs P=1 loop {row['speedup_train_vs_loop']:5.2f}x) | "
+            f"max |param diff| {diff:.1e}",
+            flush=True,
+        )
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"env": env, "rows": rows}, f, indent=2)

@@ -20,6 +20,7 @@ Memory figures printed for each net: the streaming analysis holds the ring buffe
 (window x weights x 4 B) and the kept exponents (n_windows x weights x 5 B); keeping the
 trajectory instead needs steps x weights x 4 B.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,18 +71,27 @@ def run_stage(stage: str, hidden: tuple[int, ...], epochs: int, args, workdir: P
     if stage in ("train", "train+le"):
         window_fn = None
         if stage == "train+le":
-            window_fn = sharding.window_le_fn(memory_budget_bytes=budget, window=WINDOW,
-                                              mode=args.le_mode)
-        trainer = Trainer(cfg, data.x_train, data.y_train, n_classes=data.n_classes,
-                          window_fn=window_fn, keep_window_outputs=window_fn is not None)
+            window_fn = sharding.window_le_fn(memory_budget_bytes=budget, window=WINDOW, mode=args.le_mode)
+        trainer = Trainer(
+            cfg,
+            data.x_train,
+            data.y_train,
+            n_classes=data.n_classes,
+            window_fn=window_fn,
+            keep_window_outputs=window_fn is not None,
+        )
         t0 = time.perf_counter()
         res = trainer.fit()
         out["seconds"] = time.perf_counter() - t0
         # the first epoch holds the compilations: report them apart
         out["first_epoch_seconds"] = res.epoch_seconds[0]
         out["steady_seconds"] = float(np.sum(res.epoch_seconds[1:]))
-        out.update(n_weights=trainer.n_weights, steps=res.steps,
-                   n_windows=int(len(res.window_end_steps)), train_accuracy=res.train_accuracy)
+        out.update(
+            n_weights=trainer.n_weights,
+            steps=res.steps,
+            n_windows=int(len(res.window_end_steps)),
+            train_accuracy=res.train_accuracy,
+        )
         if stage == "train+le":
             np.savez(le_path, le=np.asarray(res.window_outputs[0]), risk=res.risk)
     elif stage == "granger":
@@ -101,8 +111,7 @@ def run_stage(stage: str, hidden: tuple[int, ...], epochs: int, args, workdir: P
         pmin, _ = granger_mod.min_pvalue(res, "ssr_chi2test")
         np.asarray(pmin)
         out["seconds"] = time.perf_counter() - t0
-        out.update(n_weights=int(x.shape[0]), n_windows=n, maxlag=maxlag,
-                   ok=int(np.sum(np.asarray(res.status) == 0)))
+        out.update(n_weights=int(x.shape[0]), n_windows=n, maxlag=maxlag, ok=int(np.sum(np.asarray(res.status) == 0)))
     out["peak_rss_mb"] = _rss_mb()
     return out
 
@@ -118,15 +127,35 @@ def hardware() -> dict:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem, 1),
-            "python": platform.python_version(), "jax": jax.__version__,
-            "devices": [str(d) for d in jax.devices()]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+    }
 
 
 def child(stage, hidden, epochs, args, workdir) -> dict:
-    cmd = [sys.executable, __file__, "--child", stage, "--hidden", ",".join(map(str, hidden)),
-           "--epochs", str(epochs), "--le-mode", args.le_mode, "--budget-mb", str(args.budget_mb),
-           "--maxlag", str(args.maxlag), "--workdir", str(workdir)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        stage,
+        "--hidden",
+        ",".join(map(str, hidden)),
+        "--epochs",
+        str(epochs),
+        "--le-mode",
+        args.le_mode,
+        "--budget-mb",
+        str(args.budget_mb),
+        "--maxlag",
+        str(args.maxlag),
+        "--workdir",
+        str(workdir),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"{stage} {hidden} failed:\n{r.stderr[-3000:]}")
@@ -141,10 +170,14 @@ def _slope(x, y) -> float:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", nargs="+", default=["50,30", "300,100", "500,500", "1000,1000"])
-    p.add_argument("--epochs", default="82", help="epochs of every net; two values (e.g. 41,82)"
-                   " also time the smallest net at both, for the growth in steps")
-    p.add_argument("--big-epochs", type=int, default=None,
-                   help="fewer epochs for the largest net (its times are then per window)")
+    p.add_argument(
+        "--epochs",
+        default="82",
+        help="epochs of every net; two values (e.g. 41,82) also time the smallest net at both, for the growth in steps",
+    )
+    p.add_argument(
+        "--big-epochs", type=int, default=None, help="fewer epochs for the largest net (its times are then per window)"
+    )
     p.add_argument("--le-mode", default="fast", choices=("fast", "parity"))
     p.add_argument("--budget-mb", type=float, default=512.0, help="per-device kernel budget")
     p.add_argument("--maxlag", type=int, default=14)
@@ -174,16 +207,32 @@ def main(argv=None):
             for stage in ("train", "train+le", "granger"):
                 t0 = time.perf_counter()
                 row[stage] = child(stage, hidden, ep, args, tmp)
-                print(f"  {hidden} {ep} ep {stage}: {row[stage].get('seconds', 0):.1f} s, "
-                      f"peak {row[stage]['peak_rss_mb']:.0f} MB (wall {time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+                print(
+                    f"  {hidden} {ep} ep {stage}: {row[stage].get('seconds', 0):.1f} s, "
+                    f"peak {row[stage]['peak_rss_mb']:.0f} MB (wall {time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
             rows.append(row)
     print()
-    print(f"le mode {args.le_mode}, budget {args.budget_mb:.0f} MB/device, window {WINDOW} "
-          f"stride {STRIDE}, Granger maxlag <= {args.maxlag}")
-    hdr = ("net", "weights", "steps", "windows", "train s", "LE s", "LE ms/window",
-           "Granger s", "peak MB train", "peak MB train+LE", "peak MB Granger",
-           "stream MB", "full traj MB")
+    print(
+        f"le mode {args.le_mode}, budget {args.budget_mb:.0f} MB/device, window {WINDOW} "
+        f"stride {STRIDE}, Granger maxlag <= {args.maxlag}"
+    )
+    hdr = (
+        "net",
+        "weights",
+        "steps",
+        "windows",
+        "train s",
+        "LE s",
+        "LE ms/window",
+        "Granger s",
+        "peak MB train",
+        "peak MB train+LE",
+        "peak MB Granger",
+        "stream MB",
+        "full traj MB",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     table = []
@@ -196,29 +245,40 @@ def main(argv=None):
         t_le = max(tl["steady_seconds"] - tr["steady_seconds"], 0.0) * scale
         stream_mb = (WINDOW * W * 4 + nw * W * 5) / 2**20
         full_mb = steps * W * 4 / 2**20
-        rec = dict(net="784-" + "-".join(map(str, row["hidden"])) + "-10", weights=W, steps=steps,
-                   windows=nw, train_s=t_train, le_s=t_le, le_ms_per_window=1e3 * t_le / nw,
-                   granger_s=gr["seconds"], peak_train=tr["peak_rss_mb"],
-                   peak_train_le=tl["peak_rss_mb"], peak_granger=gr["peak_rss_mb"],
-                   stream_mb=stream_mb, full_traj_mb=full_mb, maxlag=gr["maxlag"],
-                   first_epoch_train_s=tr["first_epoch_seconds"],
-                   first_epoch_train_le_s=tl["first_epoch_seconds"], raw=row)
+        rec = dict(
+            net="784-" + "-".join(map(str, row["hidden"])) + "-10",
+            weights=W,
+            steps=steps,
+            windows=nw,
+            train_s=t_train,
+            le_s=t_le,
+            le_ms_per_window=1e3 * t_le / nw,
+            granger_s=gr["seconds"],
+            peak_train=tr["peak_rss_mb"],
+            peak_train_le=tl["peak_rss_mb"],
+            peak_granger=gr["peak_rss_mb"],
+            stream_mb=stream_mb,
+            full_traj_mb=full_mb,
+            maxlag=gr["maxlag"],
+            first_epoch_train_s=tr["first_epoch_seconds"],
+            first_epoch_train_le_s=tl["first_epoch_seconds"],
+            raw=row,
+        )
         table.append(rec)
-        print(f"| {rec['net']} | {W:,} | {steps} | {nw} | {t_train:.1f} | {t_le:.1f} | "
-              f"{rec['le_ms_per_window']:.0f} | {rec['granger_s']:.1f} | {rec['peak_train']:.0f} | "
-              f"{rec['peak_train_le']:.0f} | {rec['peak_granger']:.0f} | {stream_mb:.0f} | "
-              f"{full_mb:.0f} |")
+        print(
+            f"| {rec['net']} | {W:,} | {steps} | {nw} | {t_train:.1f} | {t_le:.1f} | "
+            f"{rec['le_ms_per_window']:.0f} | {rec['granger_s']:.1f} | {rec['peak_train']:.0f} | "
+            f"{rec['peak_train_le']:.0f} | {rec['peak_granger']:.0f} | {stream_mb:.0f} | "
+            f"{full_mb:.0f} |"
+        )
     # growth in weights: the nets run for the same steps (the largest one too unless
     # --big-epochs; then its per-window LE time still enters, its Granger time does not)
     by_w = table[: len(nets)]
     same_steps = [r for r in by_w if r["raw"]["epochs"] == epochs]
     expo = {
-        "le_per_window_vs_weights": _slope([r["weights"] for r in by_w],
-                                           [r["le_ms_per_window"] for r in by_w]),
-        "granger_vs_weights": _slope([r["weights"] for r in same_steps],
-                                     [r["granger_s"] for r in same_steps]),
-        "train_per_step_vs_weights": _slope([r["weights"] for r in by_w],
-                                            [r["train_s"] / r["steps"] for r in by_w]),
+        "le_per_window_vs_weights": _slope([r["weights"] for r in by_w], [r["le_ms_per_window"] for r in by_w]),
+        "granger_vs_weights": _slope([r["weights"] for r in same_steps], [r["granger_s"] for r in same_steps]),
+        "train_per_step_vs_weights": _slope([r["weights"] for r in by_w], [r["train_s"] / r["steps"] for r in by_w]),
     }
     same = [r for r in table if r["raw"]["hidden"] == nets[0]]
     if len(same) > 1:
@@ -227,8 +287,9 @@ def main(argv=None):
         expo["train_vs_steps"] = _slope([r["steps"] for r in same], [r["train_s"] for r in same])
     print("growth exponents (log-log slopes):", json.dumps({k: round(v, 2) for k, v in expo.items()}))
     if args.json:
-        Path(args.json).write_text(json.dumps({"hardware": hw, "args": vars(args), "rows": table,
-                                               "exponents": expo}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps({"hardware": hw, "args": vars(args), "rows": table, "exponents": expo}, indent=2, default=str)
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Shared plumbing of the studies: run the pipeline, render the report with the analyses,
 prune artifacts."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,47 +23,77 @@ def prune_artifacts(run_dir) -> None:
         p.unlink()
 
 
-def run_study(name: str, dataset_fn, cfg: pipeline.LegcnetConfig, seeds, out_dir, *,
-              artifacts: bool = True, resume: bool = False, log=print, nulls="default",
-              sparsities=(), **run_kwargs) -> dict:
+def run_study(
+    name: str,
+    dataset_fn,
+    cfg: pipeline.LegcnetConfig,
+    seeds,
+    out_dir,
+    *,
+    artifacts: bool = True,
+    resume: bool = False,
+    log=print,
+    nulls="default",
+    sparsities=(),
+    **run_kwargs,
+) -> dict:
     """pipeline.run (which also saves the retrained nets) -> report with analyses and figures.
     nulls / sparsities: the null controls and curve targets (`pipeline.run`).
     Returns a summary with the results, the analyses and the wall time."""
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    results = pipeline.run(dataset_fn, cfg, seeds, out_dir, resume=resume,
-                           checkpoint_every_s=1e9, nulls=nulls, sparsities=sparsities,
-                           **run_kwargs)
+    results = pipeline.run(
+        dataset_fn,
+        cfg,
+        seeds,
+        out_dir,
+        resume=resume,
+        checkpoint_every_s=1e9,
+        nulls=nulls,
+        sparsities=sparsities,
+        **run_kwargs,
+    )
     t_pipe = time.perf_counter() - t0
     run = rundir.load_run_data(out_dir, results)  # read once for the analyses and the report
     extras = report.analyse_run(run)
     (out_dir / "report.md").write_text(report.render(run, extras=extras))
     seconds = time.perf_counter() - t0
-    log(f"[{name}] {len(seeds)} seeds in {seconds:.0f} s (pipeline {t_pipe:.0f} s) "
-        f"-> {out_dir / 'report.md'}")
+    log(f"[{name}] {len(seeds)} seeds in {seconds:.0f} s (pipeline {t_pipe:.0f} s) -> {out_dir / 'report.md'}")
     if not artifacts:
         prune_artifacts(out_dir)
-    return {"name": name, "results": results, "extras": extras, "seconds": seconds,
-            "pipeline_seconds": t_pipe, "out": str(out_dir)}
+    return {
+        "name": name,
+        "results": results,
+        "extras": extras,
+        "seconds": seconds,
+        "pipeline_seconds": t_pipe,
+        "out": str(out_dir),
+    }
 
 
 def base_parser(doc: str, default_out: str, default_seeds: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=default_out, help="output directory")
-    p.add_argument("--seeds", type=int, default=None,
-                   help=f"number of seeds 0..K-1 (default {default_seeds}, quick: CONFIG)")
+    p.add_argument(
+        "--seeds", type=int, default=None, help=f"number of seeds 0..K-1 (default {default_seeds}, quick: CONFIG)"
+    )
     p.add_argument("--quick", action="store_true", help="the short CPU configuration")
-    p.add_argument("--no-artifacts", action="store_true",
-                   help="delete checkpoints and .npz files afterwards (keep reports, figures, json)")
+    p.add_argument(
+        "--no-artifacts",
+        action="store_true",
+        help="delete checkpoints and .npz files afterwards (keep reports, figures, json)",
+    )
     p.add_argument("--resume", action="store_true", help="resume a killed run")
-    p.add_argument("--null", default=None,
-                   help="null controls: comma list of shuffle,surrogate,crossseed, or none "
-                   "(default: all)")
+    p.add_argument(
+        "--null", default=None, help="null controls: comma list of shuffle,surrogate,crossseed, or none (default: all)"
+    )
     p.add_argument("--null-draws", type=int, default=None, help="draws per null (default 19)")
-    p.add_argument("--sparsities", default=None,
-                   help="accuracy-vs-sparsity targets, e.g. 0.2,0.5,0.8, or none "
-                   "(default: CONFIG's sparsities / quick_sparsities)")
+    p.add_argument(
+        "--sparsities",
+        default=None,
+        help="accuracy-vs-sparsity targets, e.g. 0.2,0.5,0.8, or none "
+        "(default: CONFIG's sparsities / quick_sparsities)",
+    )
     return p
 
 
@@ -98,11 +129,17 @@ def headline(summary: dict) -> dict:
     st = ex.get("stability", {}).get("within", {})
     from jaxprune.nulls import verdict
 
-    return {"dataset": res["dataset"], "seeds": len(res["seeds"]), "acc": mean,
-            "sparsity": sparsity, "comparisons": comps, "stability": st,
-            "seconds": summary["seconds"],
-            "null_verdicts": verdict(res.get("null_controls") or []),
-            "curve_verdicts": [f"AUC: {c['verdict']}" for c in res.get("curve_comparisons") or []]}
+    return {
+        "dataset": res["dataset"],
+        "seeds": len(res["seeds"]),
+        "acc": mean,
+        "sparsity": sparsity,
+        "comparisons": comps,
+        "stability": st,
+        "seconds": summary["seconds"],
+        "null_verdicts": verdict(res.get("null_controls") or []),
+        "curve_verdicts": [f"AUC: {c['verdict']}" for c in res.get("curve_comparisons") or []],
+    }
 
 
 def write_json(path, obj) -> None:

@@ -13,6 +13,7 @@ for both analyses without the null controls and curves; the full config (parity 
 5 seeds, 19 null draws, curves at 0.1..0.9: ``docs/example_mnist5k``) 73 min with the CPU shared
 with other jobs. Full MNIST (50 epochs of 383 steps on 49,000 training images) wants a GPU.
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,10 +45,12 @@ def pick_dataset(log=print) -> tuple[str, str]:
         return name, f"{name}: found locally."
     except (DatasetNotAvailableError, ImportError, FileNotFoundError) as e:
         fb = CONFIG["fallback"]
-        note = (f"Full MNIST is not available offline ({type(e).__name__}); this run uses "
-                f"`{fb}` (5,000 real MNIST digits, 3,500 for training) with the original net, "
-                "sized by steps. Numbers are not comparable one to one with the paper's "
-                "full-MNIST figures.")
+        note = (
+            f"Full MNIST is not available offline ({type(e).__name__}); this run uses "
+            f"`{fb}` (5,000 real MNIST digits, 3,500 for training) with the original net, "
+            "sized by steps. Numbers are not comparable one to one with the paper's "
+            "full-MNIST figures."
+        )
         log(note)
         return fb, note
 
@@ -65,18 +68,39 @@ def main(argv=None) -> int:
     cfg = common.apply_overrides(pipeline.preset(name, quick=args.quick), CONFIG)
     ds = lambda seed: load_dataset(name, seed=seed)  # noqa: E731
     t0 = time.perf_counter()
-    studies = [common.run_study(f"{name} all weights", ds, cfg, seeds, out / "all_weights",
-                                artifacts=True, resume=args.resume, overwrite=not args.resume,
-                                nulls=nulls, sparsities=sparsities)]
+    studies = [
+        common.run_study(
+            f"{name} all weights",
+            ds,
+            cfg,
+            seeds,
+            out / "all_weights",
+            artifacts=True,
+            resume=args.resume,
+            overwrite=not args.resume,
+            nulls=nulls,
+            sparsities=sparsities,
+        )
+    ]
     if not args.skip_last_two:
         # Reuse the dense stage (dense.npz) of every seed: the training is the same.
         sub = out / "last_two_layers"
         cfg2 = cfg.replace(layers=tuple(CONFIG["last_two_layers"]))
-        studies.append(common.run_study(f"{name} last two layers", ds, cfg2, seeds, sub,
-                                        artifacts=True, resume=args.resume,
-                                        overwrite=not args.resume,
-                                        reuse_dense_from=out / "all_weights",
-                                        nulls=nulls, sparsities=sparsities))
+        studies.append(
+            common.run_study(
+                f"{name} last two layers",
+                ds,
+                cfg2,
+                seeds,
+                sub,
+                artifacts=True,
+                resume=args.resume,
+                overwrite=not args.resume,
+                reuse_dense_from=out / "all_weights",
+                nulls=nulls,
+                sparsities=sparsities,
+            )
+        )
     if args.no_artifacts:
         for st in studies:
             common.prune_artifacts(st["out"])
@@ -88,17 +112,42 @@ def main(argv=None) -> int:
         h = common.headline(st)
         a, sp = h["acc"], h["sparsity"]
         fm = h["stability"].get("legcnet_ft|magnitude")
-        rows.append([f"[{st['name']}]({Path(st['out']).name}/report.md)", h["seeds"],
-                     *(f"{a.get(k, float('nan')):.3f}" for k in
-                       ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")),
-                     f"{sp.get('legcnet_ft', float('nan')):.3f} / "
-                     f"{sp.get('legcnet_pt', float('nan')):.3f}",
-                     "n/a" if fm is None else f"{fm['iou']:.2f} ({fm['chance']:.2f})"])
-    text.append(_markdown_table(
-        ["analysis", "seeds", "dense", "FT", "PT", "random (FT)", "magnitude (FT)",
-         "sparsity FT / PT", "IoU FT-magnitude (chance)"], rows))
-    text += ["", "Sparsity is over all 41,000 kernel weights in both rows (the last-two-layers "
-             "analysis can prune at most 1,800).", "", "## Verdicts", ""]
+        rows.append(
+            [
+                f"[{st['name']}]({Path(st['out']).name}/report.md)",
+                h["seeds"],
+                *(
+                    f"{a.get(k, float('nan')):.3f}"
+                    for k in ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")
+                ),
+                f"{sp.get('legcnet_ft', float('nan')):.3f} / {sp.get('legcnet_pt', float('nan')):.3f}",
+                "n/a" if fm is None else f"{fm['iou']:.2f} ({fm['chance']:.2f})",
+            ]
+        )
+    text.append(
+        _markdown_table(
+            [
+                "analysis",
+                "seeds",
+                "dense",
+                "FT",
+                "PT",
+                "random (FT)",
+                "magnitude (FT)",
+                "sparsity FT / PT",
+                "IoU FT-magnitude (chance)",
+            ],
+            rows,
+        )
+    )
+    text += [
+        "",
+        "Sparsity is over all 41,000 kernel weights in both rows (the last-two-layers "
+        "analysis can prune at most 1,800).",
+        "",
+        "## Verdicts",
+        "",
+    ]
     for st in studies:
         text += [f"**{st['name']}**", ""]
         text += [f"* {c['verdict']}" for c in st["extras"].get("comparisons", [])]
@@ -106,8 +155,9 @@ def main(argv=None) -> int:
         text += [f"* Null control: {v}" for v in h["null_verdicts"]]
         text += [f"* {v}" for v in h["curve_verdicts"]]
         text.append("")
-    text.append(f"Wall time {time.perf_counter() - t0:.0f} s ({'quick' if args.quick else 'full'}"
-                f" config, {len(seeds)} seeds).")
+    text.append(
+        f"Wall time {time.perf_counter() - t0:.0f} s ({'quick' if args.quick else 'full'} config, {len(seeds)} seeds)."
+    )
     (out / "report.md").write_text("\n".join(text) + "\n")
     print(out / "report.md")
     return 0

@@ -12,6 +12,7 @@ Runtime on this project's 2-core CPU (jax 0.10.2, shared with other jobs): ``--q
 2 seeds, 60 epochs, the reduced grid: 3 dense runs per seed, 9 settings) 283 s measured; the
 full grid with 3 seeds roughly 6x that.
 """
+
 from __future__ import annotations
 
 import sys
@@ -73,13 +74,16 @@ def run_setting(data, cfg, seed, dense_dir: Path) -> dict:
 
 
 def _run_setting(data, cfg, seed, dense_dir: Path) -> dict:
-    dense = pipeline.train_dense(data, cfg, seed, dense_dir, resume=True, progress=False,
-                                 checkpoint_every_s=1e9)
+    dense = pipeline.train_dense(data, cfg, seed, dense_dir, resume=True, progress=False, checkpoint_every_s=1e9)
     _, like = pipeline._init_params(data, cfg, seed)
     ana = pipeline.analyze_dense(dense, like, cfg, seed)
     init = load_params(dense, like, "init")
-    out = {"keep": {k: prune.flat_keep(m) for k, m in ana["masks"].items()},
-           "n_windows": int(len(dense["risk"])), "acc": {}, "sparsity": {}}
+    out = {
+        "keep": {k: prune.flat_keep(m) for k, m in ana["masks"].items()},
+        "n_windows": int(len(dense["risk"])),
+        "acc": {},
+        "sparsity": {},
+    }
     for name in CONFIG["retrain"]:
         rec, _, _ = pipeline.retrain(data, cfg, init, ana["masks"][name], seed=seed)
         out["acc"][name] = rec["test_accuracy"]
@@ -116,17 +120,16 @@ def main(argv=None) -> int:
                     continue
                 t = cfg.train
                 try:
-                    r = run_setting(data, cfg, seed,
-                                    out / "dense" / f"w{t.window}_s{t.stride}_seed{seed}")
+                    r = run_setting(data, cfg, seed, out / "dense" / f"w{t.window}_s{t.stride}_seed{seed}")
                 except ValueError as e:  # e.g. too few windows for the Granger test
                     rows.append({"param": param, "value": value, "seed": seed, "error": str(e)})
                     continue
-                rows.append({"param": param, "value": value, "seed": seed,
-                             **_row(r, res, cfg)})
+                rows.append({"param": param, "value": value, "seed": seed, **_row(r, res, cfg)})
     seconds = time.perf_counter() - t0
-    common.write_json(out / "sensitivity.json",
-                      {"config": base.to_dict(), "grid": grid, "seeds": seeds, "rows": rows,
-                       "seconds": seconds})
+    common.write_json(
+        out / "sensitivity.json",
+        {"config": base.to_dict(), "grid": grid, "seeds": seeds, "rows": rows, "seconds": seconds},
+    )
     figs = _figures(rows, base, grid, out / "figures")
     (out / "report.md").write_text(_report(rows, base, grid, seeds, seconds, figs, args))
     if args.no_artifacts:
@@ -136,9 +139,11 @@ def main(argv=None) -> int:
 
 
 def _row(r: dict, base_res: dict, cfg) -> dict:
-    out = {"n_windows": r["n_windows"],
-           "sparsity_ft": r["sparsity"].get("legcnet_ft"),
-           "sparsity_pt": r["sparsity"].get("legcnet_pt")}
+    out = {
+        "n_windows": r["n_windows"],
+        "sparsity_ft": r["sparsity"].get("legcnet_ft"),
+        "sparsity_pt": r["sparsity"].get("legcnet_pt"),
+    }
     for m in ("legcnet_ft", "legcnet_pt"):
         out[f"iou_base_{m}"] = an.iou(~r["keep"][m], ~base_res["keep"][m])
     out["iou_ft_magnitude"] = an.iou(~r["keep"]["legcnet_ft"], ~r["keep"]["magnitude"])
@@ -155,8 +160,7 @@ def _base_value(base, param):
 
 
 def _agg(rows, param, value, key):
-    vals = [r[key] for r in rows if r["param"] == param and r.get("value") == value
-            and key in r and r[key] is not None]
+    vals = [r[key] for r in rows if r["param"] == param and r.get("value") == value and key in r and r[key] is not None]
     return (float(np.mean(vals)), float(np.std(vals))) if vals else (np.nan, np.nan)
 
 
@@ -176,17 +180,21 @@ def _figures(rows, base, grid, fig_dir: Path) -> dict:
     params = list(grid)
     fig, axes = plt.subplots(2, len(params), figsize=(3.2 * len(params), 5.6), squeeze=False)
     for j, param in enumerate(params):
-        for key, lab, c in (("sparsity_ft", "FT", "tab:blue"), ("sparsity_pt", "PT", "tab:cyan"),
-                            ("iou_base_legcnet_ft", "IoU(FT, base FT)", "tab:purple")):
+        for key, lab, c in (
+            ("sparsity_ft", "FT", "tab:blue"),
+            ("sparsity_pt", "PT", "tab:cyan"),
+            ("iou_base_legcnet_ft", "IoU(FT, base FT)", "tab:purple"),
+        ):
             xs, ys = _series(rows, base, grid, param, key)
-            axes[0, j].errorbar(xs, [y[0] for y in ys], [y[1] for y in ys], marker="o",
-                                capsize=2, label=lab, color=c)
-        for key, lab, c in (("acc_legcnet_ft", "FT", "tab:blue"), ("acc_legcnet_pt", "PT", "tab:cyan"),
-                            ("acc_random", "random (FT sp.)", "tab:red"),
-                            ("acc_magnitude", "magnitude (FT sp.)", "tab:orange")):
+            axes[0, j].errorbar(xs, [y[0] for y in ys], [y[1] for y in ys], marker="o", capsize=2, label=lab, color=c)
+        for key, lab, c in (
+            ("acc_legcnet_ft", "FT", "tab:blue"),
+            ("acc_legcnet_pt", "PT", "tab:cyan"),
+            ("acc_random", "random (FT sp.)", "tab:red"),
+            ("acc_magnitude", "magnitude (FT sp.)", "tab:orange"),
+        ):
             xs, ys = _series(rows, base, grid, param, key)
-            axes[1, j].errorbar(xs, [y[0] for y in ys], [y[1] for y in ys], marker="o",
-                                capsize=2, label=lab, color=c)
+            axes[1, j].errorbar(xs, [y[0] for y in ys], [y[1] for y in ys], marker="o", capsize=2, label=lab, color=c)
         for i in range(2):
             axes[i, j].axvline(_base_value(base, param), color="k", ls=":", lw=0.8)
             axes[i, j].set_xlabel(param)
@@ -208,18 +216,42 @@ def _report(rows, base, grid, seeds, seconds, figs, args) -> str:
     from jaxprune.report import _markdown_table
 
     t = base.train
-    out = [f"# LEGCNet sensitivity on {args.dataset}", "",
-           f"Base: hidden {t.hidden}, lr {t.learning_rate}, batch {t.batch_size}, {t.epochs} "
-           f"epochs, window {t.window} / stride {t.stride}, maxlag {base.maxlag}, alpha "
-           f"{base.alpha}, PT {base.pt_windows} windows, LE mode {base.le_mode}. Seeds {seeds}. "
-           "One parameter varied at a time; mean ± sd over seeds. IoU: pruned sets vs the base "
-           "setting's (same seed).", ""]
-    header = ["parameter", "value", "windows", "sparsity FT", "sparsity PT", "IoU FT vs base",
-              "IoU PT vs base", "IoU FT vs magnitude", "acc FT", "acc PT", "acc random",
-              "acc magnitude"]
-    keys = ["n_windows", "sparsity_ft", "sparsity_pt", "iou_base_legcnet_ft",
-            "iou_base_legcnet_pt", "iou_ft_magnitude", "acc_legcnet_ft", "acc_legcnet_pt",
-            "acc_random", "acc_magnitude"]
+    out = [
+        f"# LEGCNet sensitivity on {args.dataset}",
+        "",
+        f"Base: hidden {t.hidden}, lr {t.learning_rate}, batch {t.batch_size}, {t.epochs} "
+        f"epochs, window {t.window} / stride {t.stride}, maxlag {base.maxlag}, alpha "
+        f"{base.alpha}, PT {base.pt_windows} windows, LE mode {base.le_mode}. Seeds {seeds}. "
+        "One parameter varied at a time; mean ± sd over seeds. IoU: pruned sets vs the base "
+        "setting's (same seed).",
+        "",
+    ]
+    header = [
+        "parameter",
+        "value",
+        "windows",
+        "sparsity FT",
+        "sparsity PT",
+        "IoU FT vs base",
+        "IoU PT vs base",
+        "IoU FT vs magnitude",
+        "acc FT",
+        "acc PT",
+        "acc random",
+        "acc magnitude",
+    ]
+    keys = [
+        "n_windows",
+        "sparsity_ft",
+        "sparsity_pt",
+        "iou_base_legcnet_ft",
+        "iou_base_legcnet_pt",
+        "iou_ft_magnitude",
+        "acc_legcnet_ft",
+        "acc_legcnet_pt",
+        "acc_random",
+        "acc_magnitude",
+    ]
     table = []
     for param in grid:
         bv = _base_value(base, param)
@@ -228,8 +260,7 @@ def _report(rows, base, grid, seeds, seconds, figs, args) -> str:
             cells = []
             for k in keys:
                 m, s = _agg(rows, *src, k)
-                cells.append("n/a" if np.isnan(m) else
-                             (f"{m:.0f}" if k == "n_windows" else f"{m:.3f} ± {s:.3f}"))
+                cells.append("n/a" if np.isnan(m) else (f"{m:.0f}" if k == "n_windows" else f"{m:.3f} ± {s:.3f}"))
             table.append([param, f"{x}" + (" (base)" if x == bv else "")] + cells)
     out.append(_markdown_table(header, table))
     errors = [r for r in rows if "error" in r]

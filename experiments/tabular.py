@@ -16,6 +16,7 @@ Runtime on this project's 2-core CPU (jax 0.10.2): the full config (5 seeds, PT 
 controls, curves at 0.1..0.9; the committed example ``docs/example_tabular``) 10.5 min (digits
 8 min of it). A single data set: ``--datasets iris``.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,15 +56,34 @@ def config_for(name: str, quick: bool) -> pipeline.LegcnetConfig:
 
 def summary_report(summaries: list[dict], notes: list[str]) -> str:
     heads = [common.headline(s) for s in summaries]
-    out = ["# LEGCNet on the tabular data sets", "",
-           "The original's from-scratch nets (`jaxprune.pipeline.preset`); per data set the full "
-           "report is in its folder. Test accuracy, mean over seeds; sparsity of the FT / PT "
-           "masks; paired t-test p-values (test accuracy, FT / PT vs the baselines pruned to "
-           "the same per-layer counts); IoU of the FT and magnitude pruned sets (chance and the "
-           "FT-pruned weights over all seeds in brackets).", ""]
-    header = ["data set", "seeds", "dense", "FT", "PT", "random (FT)", "magnitude (FT)",
-              "random (PT)", "magnitude (PT)", "sparsity FT / PT", "FT-rand pp (p)",
-              "FT-mag pp (p)", "PT-rand pp (p)", "PT-mag pp (p)", "IoU FT-mag", "wall s"]
+    out = [
+        "# LEGCNet on the tabular data sets",
+        "",
+        "The original's from-scratch nets (`jaxprune.pipeline.preset`); per data set the full "
+        "report is in its folder. Test accuracy, mean over seeds; sparsity of the FT / PT "
+        "masks; paired t-test p-values (test accuracy, FT / PT vs the baselines pruned to "
+        "the same per-layer counts); IoU of the FT and magnitude pruned sets (chance and the "
+        "FT-pruned weights over all seeds in brackets).",
+        "",
+    ]
+    header = [
+        "data set",
+        "seeds",
+        "dense",
+        "FT",
+        "PT",
+        "random (FT)",
+        "magnitude (FT)",
+        "random (PT)",
+        "magnitude (PT)",
+        "sparsity FT / PT",
+        "FT-rand pp (p)",
+        "FT-mag pp (p)",
+        "PT-rand pp (p)",
+        "PT-mag pp (p)",
+        "IoU FT-mag",
+        "wall s",
+    ]
     rows = []
 
     def cmp(h, key):
@@ -76,18 +96,24 @@ def summary_report(summaries: list[dict], notes: list[str]) -> str:
     for h, s in zip(heads, summaries):
         a = h["acc"]
         fm = h["stability"].get("legcnet_ft|magnitude")
-        rows.append([
-            f"[{h['dataset']}]({Path(s['out']).name}/report.md)", h["seeds"],
-            *(f"{a[k]:.3f}" if k in a else "n/a" for k in
-              ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt",
-               "magnitude_pt")),
-            f"{h['sparsity'].get('legcnet_ft', float('nan')):.3f} / "
-            f"{h['sparsity'].get('legcnet_pt', float('nan')):.3f}",
-            cmp(h, "legcnet_ft|random"), cmp(h, "legcnet_ft|magnitude"),
-            cmp(h, "legcnet_pt|random_pt"), cmp(h, "legcnet_pt|magnitude_pt"),
-            "n/a" if fm is None else
-            f"{fm['iou']:.2f} ({fm['chance']:.2f}; {fm.get('pruned_a', '?')} pruned)",
-            f"{h['seconds']:.0f}"])
+        rows.append(
+            [
+                f"[{h['dataset']}]({Path(s['out']).name}/report.md)",
+                h["seeds"],
+                *(
+                    f"{a[k]:.3f}" if k in a else "n/a"
+                    for k in ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt", "magnitude_pt")
+                ),
+                f"{h['sparsity'].get('legcnet_ft', float('nan')):.3f} / "
+                f"{h['sparsity'].get('legcnet_pt', float('nan')):.3f}",
+                cmp(h, "legcnet_ft|random"),
+                cmp(h, "legcnet_ft|magnitude"),
+                cmp(h, "legcnet_pt|random_pt"),
+                cmp(h, "legcnet_pt|magnitude_pt"),
+                "n/a" if fm is None else f"{fm['iou']:.2f} ({fm['chance']:.2f}; {fm.get('pruned_a', '?')} pruned)",
+                f"{h['seconds']:.0f}",
+            ]
+        )
     from jaxprune.report import _markdown_table
 
     out.append(_markdown_table(header, rows))
@@ -108,13 +134,14 @@ def summary_report(summaries: list[dict], notes: list[str]) -> str:
 
 def main(argv=None) -> int:
     p = common.base_parser(__doc__, "runs/tabular", CONFIG["seeds"])
-    p.add_argument("--datasets", default=",".join(CONFIG["datasets"]),
-                   help="comma-separated built-in sets")
-    p.add_argument("--csv", action="append", default=[], metavar="PATH",
-                   help="a classification CSV to add (repeatable)")
+    p.add_argument("--datasets", default=",".join(CONFIG["datasets"]), help="comma-separated built-in sets")
+    p.add_argument(
+        "--csv", action="append", default=[], metavar="PATH", help="a classification CSV to add (repeatable)"
+    )
     p.add_argument("--csv-label-column", default="0", help="label column of the CSV files")
-    p.add_argument("--report-only", action="store_true",
-                   help="re-render every report from an existing OUT (needs its .npz files)")
+    p.add_argument(
+        "--report-only", action="store_true", help="re-render every report from an existing OUT (needs its .npz files)"
+    )
     args = p.parse_args(argv)
     nulls, sparsities = common.controls_from_args(args, CONFIG)
     n_seeds = args.seeds or (CONFIG["quick_seeds"] if args.quick else CONFIG["seeds"])
@@ -122,11 +149,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [d for d in args.datasets.split(",") if d] + [f"csv:{c}" for c in args.csv]
-    label_col = int(args.csv_label_column) if args.csv_label_column.lstrip("-").isdigit() \
-        else args.csv_label_column
-    notes = ["Not shipped by any installed package, so not run: diabetes (scikit-learn's "
-             "load_diabetes is regression), titanic (TFDS builder needs a download), sonar, "
-             "vowel, banknote, liver. Add a local copy with --csv PATH."]
+    label_col = int(args.csv_label_column) if args.csv_label_column.lstrip("-").isdigit() else args.csv_label_column
+    notes = [
+        "Not shipped by any installed package, so not run: diabetes (scikit-learn's "
+        "load_diabetes is regression), titanic (TFDS builder needs a download), sonar, "
+        "vowel, banknote, liver. Add a local copy with --csv PATH."
+    ]
     summaries = []
     t0 = time.perf_counter()
     if args.report_only:
@@ -136,12 +164,19 @@ def main(argv=None) -> int:
             results = rundir.load_results(sub)
             extras = report.analyse_run(sub, results)
             (sub / "report.md").write_text(report.render(results, sub, extras=extras))
-            summaries.append({"name": name, "results": results, "extras": extras, "out": str(sub),
-                              "seconds": old.get(results["dataset"], {}).get("seconds", 0.0)})
-        notes += [n for n in json.loads((out / "summary.json").read_text())[0].get("notes", [])
-                  if n not in notes]
+            summaries.append(
+                {
+                    "name": name,
+                    "results": results,
+                    "extras": extras,
+                    "out": str(sub),
+                    "seconds": old.get(results["dataset"], {}).get("seconds", 0.0),
+                }
+            )
+        notes += [n for n in json.loads((out / "summary.json").read_text())[0].get("notes", []) if n not in notes]
         names = []
     for name in names:
+
         def ds(seed, name=name):
             if name.startswith("csv:"):
                 return load_dataset(name, seed=seed, label_column=label_col)
@@ -149,14 +184,26 @@ def main(argv=None) -> int:
 
         cfg = config_for(name, args.quick)
         sub = out / (Path(name[4:]).stem if name.startswith("csv:") else name)
-        summaries.append(common.run_study(name, ds, cfg, seeds, sub,
-                                          artifacts=not args.no_artifacts, resume=args.resume,
-                                          overwrite=not args.resume,
-                                          nulls=nulls, sparsities=sparsities))
+        summaries.append(
+            common.run_study(
+                name,
+                ds,
+                cfg,
+                seeds,
+                sub,
+                artifacts=not args.no_artifacts,
+                resume=args.resume,
+                overwrite=not args.resume,
+                nulls=nulls,
+                sparsities=sparsities,
+            )
+        )
     if names:
-        notes.append(f"Wall time {time.perf_counter() - t0:.0f} s for {len(names)} data sets x "
-                     f"{n_seeds} seeds ({'quick' if args.quick else 'full'} config) on "
-                     f"{summaries[0]['results']['jax']['backend'] if summaries else '?'}.")
+        notes.append(
+            f"Wall time {time.perf_counter() - t0:.0f} s for {len(names)} data sets x "
+            f"{n_seeds} seeds ({'quick' if args.quick else 'full'} config) on "
+            f"{summaries[0]['results']['jax']['backend'] if summaries else '?'}."
+        )
     (out / "report.md").write_text(summary_report(summaries, notes))
     heads = [common.headline(s) for s in summaries]
     if heads:

@@ -8,6 +8,7 @@ A mask is a pytree with the structure of the params whose leaves are boolean arr
 leaves' shapes (True = keep); its *flat* form is the ``(n_weights,)`` bool array of the kernel
 entries in `jaxprune.weights` order (layer by layer, row-major inside a kernel).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

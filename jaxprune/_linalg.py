@@ -8,6 +8,7 @@ both safe (no LAPACK custom call at all) and vectorizes well.
 
 Also: lagged cross products (:func:`lagged_gram`), built once per series and shared by every lag.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp

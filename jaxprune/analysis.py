@@ -16,6 +16,7 @@ and the studies in ``experiments/``:
   empirical spectral density (eigenvalues of ``W^T W / N``), fitted to the tail with the
   Clauset-Shalizi-Newman xmin search by Kolmogorov-Smirnov distance.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -49,9 +50,18 @@ COMPARISONS = (
 )
 
 
-def paired_test(a: Sequence[float], b: Sequence[float], *, name_a: str = "A",
-                name_b: str = "B", what: str = "beat", alpha: float = 0.05,
-                confidence: float = 0.95, scale: float = 100.0, unit: str = "pp") -> dict:
+def paired_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    name_a: str = "A",
+    name_b: str = "B",
+    what: str = "beat",
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    scale: float = 100.0,
+    unit: str = "pp",
+) -> dict:
     """Paired comparison of ``a`` and ``b`` (one value per seed, same order).
 
     Returns a dict: ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (a - b), ``ci_low`` /
@@ -74,13 +84,23 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, name_a: str = "A",
     a, b = a[ok], b[ok]
     n = int(a.size)
     d = a - b
-    out = {"n": n, "name_a": name_a, "name_b": name_b,
-           "mean_a": float(a.mean()) if n else math.nan,
-           "mean_b": float(b.mean()) if n else math.nan,
-           "mean_diff": float(d.mean()) if n else math.nan,
-           "sd_diff": float(d.std(ddof=1)) if n > 1 else math.nan,
-           "ci_low": math.nan, "ci_high": math.nan, "d_z": math.nan, "t": math.nan,
-           "p_t": math.nan, "p_wilcoxon": None, "significant": False, "confidence": confidence}
+    out = {
+        "n": n,
+        "name_a": name_a,
+        "name_b": name_b,
+        "mean_a": float(a.mean()) if n else math.nan,
+        "mean_b": float(b.mean()) if n else math.nan,
+        "mean_diff": float(d.mean()) if n else math.nan,
+        "sd_diff": float(d.std(ddof=1)) if n > 1 else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "d_z": math.nan,
+        "t": math.nan,
+        "p_t": math.nan,
+        "p_wilcoxon": None,
+        "significant": False,
+        "confidence": confidence,
+    }
     head = f"{name_a} vs {name_b}"
     if n < 2:
         out["verdict"] = f"{head}: {n} seed(s), too few for a paired test."
@@ -88,26 +108,34 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, name_a: str = "A",
     mean, sd = out["mean_diff"], out["sd_diff"]
     if sd <= 1e-12 * max(1.0, abs(mean)):  # no variance (up to float rounding)
         if abs(mean) <= 1e-12:
-            out["verdict"] = (f"{name_a} does not {what} {name_b}: identical in all {n} seeds "
-                              "(no difference to test).")
+            out["verdict"] = f"{name_a} does not {what} {name_b}: identical in all {n} seeds (no difference to test)."
         else:
-            out["verdict"] = (f"{name_a} differs from {name_b} by a constant "
-                              f"{scale * mean:+.2f} {unit} in all {n} seeds (no variance: the "
-                              "t-test is undefined).")
+            out["verdict"] = (
+                f"{name_a} differs from {name_b} by a constant "
+                f"{scale * mean:+.2f} {unit} in all {n} seeds (no variance: the "
+                "t-test is undefined)."
+            )
         out["ci_low"] = out["ci_high"] = mean
         return out
     res = stats.ttest_rel(a, b)
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    out.update(t=float(res.statistic), p_t=float(res.pvalue), d_z=float(mean / sd),
-               ci_low=float(mean - half), ci_high=float(mean + half))
+    out.update(
+        t=float(res.statistic),
+        p_t=float(res.pvalue),
+        d_z=float(mean / sd),
+        ci_low=float(mean - half),
+        ci_high=float(mean + half),
+    )
     if n >= 6 and np.any(d != 0):
         out["p_wilcoxon"] = float(stats.wilcoxon(d).pvalue)
     out["significant"] = bool(out["p_t"] < alpha)
-    detail = (f"(mean diff {scale * mean:+.2f} {unit}, {confidence:.0%} CI "
-              f"[{scale * out['ci_low']:+.2f}, {scale * out['ci_high']:+.2f}], "
-              f"d={out['d_z']:+.2f}, p={out['p_t']:.2g}"
-              + (f", Wilcoxon p={out['p_wilcoxon']:.2g}" if out["p_wilcoxon"] is not None else "")
-              + f", {n} seeds)")
+    detail = (
+        f"(mean diff {scale * mean:+.2f} {unit}, {confidence:.0%} CI "
+        f"[{scale * out['ci_low']:+.2f}, {scale * out['ci_high']:+.2f}], "
+        f"d={out['d_z']:+.2f}, p={out['p_t']:.2g}"
+        + (f", Wilcoxon p={out['p_wilcoxon']:.2g}" if out["p_wilcoxon"] is not None else "")
+        + f", {n} seeds)"
+    )
     if not out["significant"]:
         verb = f"does not {what}"
     elif mean > 0:
@@ -118,8 +146,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, name_a: str = "A",
     return out
 
 
-def compare_methods(runs: Sequence[Mapping], *, metric: str = "test_accuracy",
-                    comparisons=COMPARISONS, alpha: float = 0.05) -> list[dict]:
+def compare_methods(
+    runs: Sequence[Mapping], *, metric: str = "test_accuracy", comparisons=COMPARISONS, alpha: float = 0.05
+) -> list[dict]:
     """Paired tests of `metric` for each (method, baseline) pair present in `runs` (records of
     ``results.json``; a run's ``name`` is ``dense``, ``legcnet_ft``, ``random_pt``...).
 
@@ -140,13 +169,21 @@ def compare_methods(runs: Sequence[Mapping], *, metric: str = "test_accuracy",
         rb = [by[(b_name, s)] for s in seeds]
         what = "beat" if b_name != "dense" else "differ significantly from"
         suffix = " at equal sparsity" if b_name != "dense" else ""
-        res = paired_test([r[metric] for r in ra], [r[metric] for r in rb],
-                          name_a=PRETTY.get(a_name, a_name),
-                          name_b=PRETTY.get(b_name, b_name) + suffix, what=what, alpha=alpha)
+        res = paired_test(
+            [r[metric] for r in ra],
+            [r[metric] for r in rb],
+            name_a=PRETTY.get(a_name, a_name),
+            name_b=PRETTY.get(b_name, b_name) + suffix,
+            what=what,
+            alpha=alpha,
+        )
         res.update(
-            a=a_name, b=b_name, metric=metric, seeds=seeds,
-            equal_sparsity=(b_name == "dense") or all(
-                x.get("pruned_per_layer") == y.get("pruned_per_layer") for x, y in zip(ra, rb)),
+            a=a_name,
+            b=b_name,
+            metric=metric,
+            seeds=seeds,
+            equal_sparsity=(b_name == "dense")
+            or all(x.get("pruned_per_layer") == y.get("pruned_per_layer") for x, y in zip(ra, rb)),
             seeds_nothing_pruned=sum(1 for x in ra if sum(x.get("pruned_per_layer", [1])) == 0),
             sparsity_a=float(np.mean([x.get("sparsity", math.nan) for x in ra])),
         )
@@ -160,15 +197,17 @@ def compare_methods(runs: Sequence[Mapping], *, metric: str = "test_accuracy",
 
 
 def _layer_counts(pruned: np.ndarray, offsets: Sequence[int]) -> list[int]:
-    return [int(pruned[offsets[i]:offsets[i + 1]].sum()) for i in range(len(offsets) - 1)]
+    return [int(pruned[offsets[i] : offsets[i + 1]].sum()) for i in range(len(offsets) - 1)]
 
 
 def _pair(pa: np.ndarray, pb: np.ndarray, offsets, analysed_n) -> dict:
     empty = not pa.any() and not pb.any()  # nothing to compare: left out of the means
-    return {"iou": math.nan if empty else iou(pa, pb),
-            "chance": math.nan if empty else chance_iou(
-                _layer_counts(pa, offsets), _layer_counts(pb, offsets), analysed_n),
-            "pruned_a": int(pa.sum()), "pruned_b": int(pb.sum())}
+    return {
+        "iou": math.nan if empty else iou(pa, pb),
+        "chance": math.nan if empty else chance_iou(_layer_counts(pa, offsets), _layer_counts(pb, offsets), analysed_n),
+        "pruned_a": int(pa.sum()),
+        "pruned_b": int(pb.sum()),
+    }
 
 
 def _nanmean(values) -> float:
@@ -187,9 +226,13 @@ WITHIN_SEED_PAIRS = (
 ACROSS_SEED_MASKS = ("legcnet_ft", "legcnet_pt", "magnitude", "random")
 
 
-def mask_stability(masks: Mapping[int, Mapping[str, np.ndarray]], offsets: Sequence[int],
-                   analysed_n: Sequence[int] | None = None,
-                   within=WITHIN_SEED_PAIRS, across=ACROSS_SEED_MASKS) -> dict:
+def mask_stability(
+    masks: Mapping[int, Mapping[str, np.ndarray]],
+    offsets: Sequence[int],
+    analysed_n: Sequence[int] | None = None,
+    within=WITHIN_SEED_PAIRS,
+    across=ACROSS_SEED_MASKS,
+) -> dict:
     """IoU of pruned sets. `masks`: seed -> name -> flat *keep* array (``analysis.npz``'s
     ``mask_<name>``); `offsets`: the layer offsets of the flat weight axis; `analysed_n`: the
     number of analysed weights per layer (default: every weight), for the chance level.
@@ -211,8 +254,7 @@ def mask_stability(masks: Mapping[int, Mapping[str, np.ndarray]], offsets: Seque
         per_seed = {}
         for seed, m in masks.items():
             if a in m and b in m:
-                per_seed[int(seed)] = _pair(~np.asarray(m[a], bool), ~np.asarray(m[b], bool),
-                                            offsets, analysed_n)
+                per_seed[int(seed)] = _pair(~np.asarray(m[a], bool), ~np.asarray(m[b], bool), offsets, analysed_n)
         if per_seed:
             out["within"][f"{a}|{b}"] = {
                 "per_seed": per_seed,
@@ -223,12 +265,16 @@ def mask_stability(masks: Mapping[int, Mapping[str, np.ndarray]], offsets: Seque
             }
     for name in across:
         seeds = sorted(s for s, m in masks.items() if name in m)
-        pairs = [_pair(~np.asarray(masks[s][name], bool), ~np.asarray(masks[t][name], bool),
-                       offsets, analysed_n) for s, t in itertools.combinations(seeds, 2)]
+        pairs = [
+            _pair(~np.asarray(masks[s][name], bool), ~np.asarray(masks[t][name], bool), offsets, analysed_n)
+            for s, t in itertools.combinations(seeds, 2)
+        ]
         if pairs:
-            out["across"][name] = {"iou": _nanmean(p["iou"] for p in pairs),
-                                   "chance": _nanmean(p["chance"] for p in pairs),
-                                   "pairs": len(pairs)}
+            out["across"][name] = {
+                "iou": _nanmean(p["iou"] for p in pairs),
+                "chance": _nanmean(p["chance"] for p in pairs),
+                "pairs": len(pairs),
+            }
     return out
 
 
@@ -250,8 +296,7 @@ def powerlaw_fit(x: np.ndarray, *, min_tail: int = 3, xmax_exclude: int = 0) -> 
     if xmax_exclude:
         x = x[:-xmax_exclude]
     n_all = int(x.size)
-    nan = {"alpha": math.nan, "xmin": math.nan, "ks": math.nan, "n_tail": 0, "n": n_all,
-           "sigma": math.nan}
+    nan = {"alpha": math.nan, "xmin": math.nan, "ks": math.nan, "n_tail": 0, "n": n_all, "sigma": math.nan}
     if n_all < max(min_tail, 2):
         return nan
     best = None
@@ -274,8 +319,14 @@ def powerlaw_fit(x: np.ndarray, *, min_tail: int = 3, xmax_exclude: int = 0) -> 
     if best is None:
         return nan
     ks, alpha, xmin, tail_n = best
-    return {"alpha": float(alpha), "xmin": xmin, "ks": ks, "n_tail": int(tail_n), "n": n_all,
-            "sigma": float((alpha - 1.0) / math.sqrt(tail_n))}
+    return {
+        "alpha": float(alpha),
+        "xmin": xmin,
+        "ks": ks,
+        "n_tail": int(tail_n),
+        "n": n_all,
+        "sigma": float((alpha - 1.0) / math.sqrt(tail_n)),
+    }
 
 
 def esd(w: np.ndarray) -> np.ndarray:
@@ -286,11 +337,10 @@ def esd(w: np.ndarray) -> np.ndarray:
         raise ValueError(f"a 2-D kernel is needed, got shape {w.shape}")
     n = max(w.shape)
     sv = np.linalg.svd(w, compute_uv=False)
-    return np.sort(sv ** 2 / n)
+    return np.sort(sv**2 / n)
 
 
-def esd_alpha(w: np.ndarray, *, min_eigs: int = 5, min_tail: int = 3,
-              zero_tol: float = 1e-12) -> dict:
+def esd_alpha(w: np.ndarray, *, min_eigs: int = 5, min_tail: int = 3, zero_tol: float = 1e-12) -> dict:
     """WeightWatcher-style power-law exponent of one layer's weight spectrum.
 
     Eigenvalues of ``W^T W / N`` (`esd`), numerically zero ones dropped (pruning can lower the
@@ -303,11 +353,21 @@ def esd_alpha(w: np.ndarray, *, min_eigs: int = 5, min_tail: int = 3,
     """
     ev = esd(w)
     ev_pos = ev[ev > zero_tol * max(float(ev.max(initial=0.0)), 1e-300)]
-    base = {"n_eigs": int(ev.size), "n_nonzero": int(ev_pos.size),
-            "lambda_max": float(ev.max()) if ev.size else math.nan}
+    base = {
+        "n_eigs": int(ev.size),
+        "n_nonzero": int(ev_pos.size),
+        "lambda_max": float(ev.max()) if ev.size else math.nan,
+    }
     if ev_pos.size < min_eigs:
-        return {**base, "alpha": math.nan, "xmin": math.nan, "ks": math.nan, "n_tail": 0,
-                "sigma": math.nan, "note": f"{ev_pos.size} eigenvalues < {min_eigs}: no fit"}
+        return {
+            **base,
+            "alpha": math.nan,
+            "xmin": math.nan,
+            "ks": math.nan,
+            "n_tail": 0,
+            "sigma": math.nan,
+            "note": f"{ev_pos.size} eigenvalues < {min_eigs}: no fit",
+        }
     fit = powerlaw_fit(ev_pos, min_tail=min_tail)
     fit.pop("n", None)
     return {**base, **fit, "note": ""}
@@ -326,15 +386,17 @@ def esd_table(kernels_by_method: Mapping[str, Sequence[Sequence[np.ndarray]]], *
             fits = [esd_alpha(k[layer], **kw) for k in seeds if len(k) > layer]
             alphas = np.array([f["alpha"] for f in fits], float)
             good = alphas[np.isfinite(alphas)]
-            rows.append({
-                "layer": layer,
-                "shape": tuple(np.shape(seeds[0][layer])),
-                "n_eigs": fits[0]["n_eigs"] if fits else 0,
-                "n_fit": int(good.size),
-                "alpha_mean": float(good.mean()) if good.size else math.nan,
-                "alpha_std": float(good.std(ddof=1)) if good.size > 1 else math.nan,
-                "n_tail_mean": float(np.mean([f["n_tail"] for f in fits])) if fits else 0.0,
-                "fits": fits,
-            })
+            rows.append(
+                {
+                    "layer": layer,
+                    "shape": tuple(np.shape(seeds[0][layer])),
+                    "n_eigs": fits[0]["n_eigs"] if fits else 0,
+                    "n_fit": int(good.size),
+                    "alpha_mean": float(good.mean()) if good.size else math.nan,
+                    "alpha_std": float(good.std(ddof=1)) if good.size > 1 else math.nan,
+                    "n_tail_mean": float(np.mean([f["n_tail"] for f in fits])) if fits else 0.0,
+                    "fits": fits,
+                }
+            )
         out[method] = rows
     return out

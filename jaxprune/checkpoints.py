@@ -12,6 +12,7 @@ between epochs, so that the training loop itself has no file code.
 * `save_params` / `load_params` (``.npz`` of a pytree's leaves) and `save_metrics` (strict JSON):
   the files ``jaxprune train`` and the pipeline write next to a run.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,13 @@ if TYPE_CHECKING:  # train imports this module; the names are only annotations h
 PyTree = Any
 
 __all__ = [
-    "WindowStore", "Checkpointer", "CheckpointerLike", "TrajectoryFile", "save_params",
-    "load_params", "save_metrics",
+    "WindowStore",
+    "Checkpointer",
+    "CheckpointerLike",
+    "TrajectoryFile",
+    "save_params",
+    "load_params",
+    "save_metrics",
 ]
 
 
@@ -56,9 +62,7 @@ class WindowStore:
         # pytree of (n_windows, ...) host arrays, one slot per window of the run
         self.outputs = None
         if output_struct is not None:
-            self.outputs = jax.tree.map(
-                lambda s: np.zeros((n_windows,) + tuple(s.shape), s.dtype), output_struct
-            )
+            self.outputs = jax.tree.map(lambda s: np.zeros((n_windows,) + tuple(s.shape), s.dtype), output_struct)
 
     def add(self, win: RecordedWindow) -> None:
         k = self.count
@@ -124,9 +128,7 @@ class Checkpointer:
     def _open(self):
         import orbax.checkpoint as ocp  # imported here: orbax is slow to import
 
-        return ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-        )
+        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
     @property
     def manager(self):
@@ -149,9 +151,7 @@ class Checkpointer:
         )
         self.manager.wait_until_finished()
 
-    def restore_latest(
-        self, state: TrainState, store: WindowStore
-    ) -> tuple[TrainState, WindowStore, dict, int] | None:
+    def restore_latest(self, state: TrainState, store: WindowStore) -> tuple[TrainState, WindowStore, dict, int] | None:
         """The newest checkpoint that restores, as ``(state, store, history, epoch)``; a corrupt
         one is skipped with a warning (the previous one is used, or None: training restarts).
 
@@ -164,18 +164,16 @@ class Checkpointer:
                 warnings.warn(
                     f"checkpoint {self.directory}/{epoch} is unreadable "
                     f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
-                    "; falling back to the previous checkpoint", stacklevel=2)
+                    "; falling back to the previous checkpoint",
+                    stacklevel=2,
+                )
         return None
 
     def _restore(self, epoch: int, state: TrainState, store: WindowStore):
         import orbax.checkpoint as ocp
 
         # The history (JSON) says how many windows were recorded, which fixes the shapes to restore.
-        history = dict(
-            self.manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))[
-                "history"
-            ]
-        )
+        history = dict(self.manager.restore(epoch, args=ocp.args.Composite(history=ocp.args.JsonRestore()))["history"])
         count = int(history.pop("windows_recorded"))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state._asdict())
         abstract_win = jax.tree.map(ocp.utils.to_shape_dtype_struct, store.as_tree(count))
@@ -188,8 +186,7 @@ class Checkpointer:
         )
         store.load(restored["windows"], count)
         s = restored["state"]
-        new_state = state._replace(params=s["params"], opt_state=s["opt_state"], step=s["step"],
-                                   ring=s["ring"])
+        new_state = state._replace(params=s["params"], opt_state=s["opt_state"], step=s["step"], ring=s["ring"])
         return new_state, store, history, int(epoch)
 
     def close(self) -> None:

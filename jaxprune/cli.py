@@ -3,6 +3,7 @@
 Every command is a thin layer over the library: parse flags into a config, call one function,
 write JSON next to the checkpoints.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,18 +24,25 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="mnist5k",
-                   help="data set name (see `jaxprune datasets`) or csv:PATH; default mnist5k")
+    p.add_argument(
+        "--dataset", default="mnist5k", help="data set name (see `jaxprune datasets`) or csv:PATH; default mnist5k"
+    )
     p.add_argument("--data-dir", default=None, help="TFDS data dir for --dataset mnist")
-    p.add_argument("--download", action="store_true",
-                   help="allow downloading a data set that is not on disk (needs internet)")
-    p.add_argument("--csv-delimiter", default=None,
-                   help="csv: data sets: field separator, one character (default ,)")
-    p.add_argument("--csv-label-column", default=None,
-                   help="csv: data sets: label column index (0 first, -1 last) or header name "
-                   "(default 0)")
-    p.add_argument("--csv-header", action=argparse.BooleanOptionalAction, default=None,
-                   help="csv: data sets: the first row is (not) a header (default: detected)")
+    p.add_argument(
+        "--download", action="store_true", help="allow downloading a data set that is not on disk (needs internet)"
+    )
+    p.add_argument("--csv-delimiter", default=None, help="csv: data sets: field separator, one character (default ,)")
+    p.add_argument(
+        "--csv-label-column",
+        default=None,
+        help="csv: data sets: label column index (0 first, -1 last) or header name (default 0)",
+    )
+    p.add_argument(
+        "--csv-header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="csv: data sets: the first row is (not) a header (default: detected)",
+    )
 
 
 def _csv_options(args) -> dict:
@@ -55,15 +63,18 @@ def _csv_options(args) -> dict:
 def _load(args, seed: int):
     from jaxprune.data import load_dataset
 
-    return load_dataset(args.dataset, seed=seed, data_dir=args.data_dir, download=args.download,
-                        **_csv_options(args))
+    return load_dataset(args.dataset, seed=seed, data_dir=args.data_dir, download=args.download, **_csv_options(args))
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     from jaxprune.train import CONFIGS
 
-    p.add_argument("--config", default="original_mnist", choices=sorted(CONFIGS),
-                   help="named base config (default: the original MNIST setup)")
+    p.add_argument(
+        "--config",
+        default="original_mnist",
+        choices=sorted(CONFIGS),
+        help="named base config (default: the original MNIST setup)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="fixes split, init and batch order")
     p.add_argument("--hidden", type=_int_tuple, default=None, help="hidden widths, e.g. 50,30")
@@ -74,18 +85,26 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--window", type=int, default=None, help="window length in steps")
     p.add_argument("--stride", type=int, default=None, help="window stride in steps")
-    p.add_argument("--risk", choices=("train", "batch"), default=None,
-                   help="accuracy behind the risk series (default train split)")
+    p.add_argument(
+        "--risk", choices=("train", "batch"), default=None, help="accuracy behind the risk series (default train split)"
+    )
 
 
 def _config_from_args(args):
     from jaxprune.train import CONFIGS
 
     changes = {
-        "epochs": args.epochs, "seed": args.seed, "hidden": args.hidden,
-        "activation": args.activation, "loss": args.loss, "optimizer": args.optimizer,
-        "learning_rate": args.lr, "batch_size": args.batch_size, "window": args.window,
-        "stride": args.stride, "risk": args.risk,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "hidden": args.hidden,
+        "activation": args.activation,
+        "loss": args.loss,
+        "optimizer": args.optimizer,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "window": args.window,
+        "stride": args.stride,
+        "risk": args.risk,
     }
     return CONFIGS[args.config].replace(**{k: v for k, v in changes.items() if v is not None})
 
@@ -109,8 +128,16 @@ def _enable_x64_for(le_mode: str) -> None:
 
 
 # What `jaxprune train` writes; --overwrite removes these.
-TRAIN_OUTPUTS = ("run.json", "metrics.json", "windows.npz", "params.npz", "trajectory.npy",
-                 "checkpoints", "analysis.npz", "analysis.json")
+TRAIN_OUTPUTS = (
+    "run.json",
+    "metrics.json",
+    "windows.npz",
+    "params.npz",
+    "trajectory.npy",
+    "checkpoints",
+    "analysis.npz",
+    "analysis.json",
+)
 
 
 def _cmd_train(args) -> int:
@@ -126,8 +153,12 @@ def _cmd_train(args) -> int:
     fp_config = {k: v for k, v in config.to_dict().items() if k != "epochs"}
     fp_config["le_mode"] = args.le_mode
     fingerprint = rundir.make_fingerprint(fp_config, [config.seed], data, kind="train")
-    print(rundir.check_run_dir(out, fingerprint, resume=args.resume, overwrite=args.overwrite,
-                               names=TRAIN_OUTPUTS, pattern=None), flush=True)
+    print(
+        rundir.check_run_dir(
+            out, fingerprint, resume=args.resume, overwrite=args.overwrite, names=TRAIN_OUTPUTS, pattern=None
+        ),
+        flush=True,
+    )
     print(f"{data!r}\nconfig: {config}", flush=True)
     window_fn = None
     if args.le_mode != "none":
@@ -136,8 +167,13 @@ def _cmd_train(args) -> int:
         _enable_x64_for(args.le_mode)
         window_fn = le_window_fn(LegcnetConfig(train=config, le_mode=args.le_mode), np.arange(0))
     trainer = Trainer(
-        config, data.x_train, data.y_train, n_classes=data.n_classes,
-        x_test=data.x_test, y_test=data.y_test, window_fn=window_fn,
+        config,
+        data.x_train,
+        data.y_train,
+        n_classes=data.n_classes,
+        x_test=data.x_test,
+        y_test=data.y_test,
+        window_fn=window_fn,
         keep_trajectory=out / "trajectory.npy" if args.keep_trajectory else None,
         checkpoint_dir=out / "checkpoints",
     )
@@ -159,23 +195,43 @@ def _cmd_train(args) -> int:
 
 
 def _add_analysis_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--le-mode", dest="analysis_le_mode", choices=("parity", "fast"), default=None,
-                   help="Lyapunov precision: parity (float64, TISEAN-exact) or fast (float32)")
+    p.add_argument(
+        "--le-mode",
+        dest="analysis_le_mode",
+        choices=("parity", "fast"),
+        default=None,
+        help="Lyapunov precision: parity (float64, TISEAN-exact) or fast (float32)",
+    )
     p.add_argument("--maxlag", type=int, default=None, help="Granger maxlag (default 14)")
-    p.add_argument("--test", default=None,
-                   choices=("ssr_chi2test", "ssr_ftest", "lrtest", "params_ftest"))
+    p.add_argument("--test", default=None, choices=("ssr_chi2test", "ssr_ftest", "lrtest", "params_ftest"))
     p.add_argument("--alpha", type=float, default=None, help="significance level (0.05)")
-    p.add_argument("--untestable", choices=("keep", "prune"), default=None,
-                   help="weights whose test is impossible (e.g. never moved): keep (original) or prune")
-    p.add_argument("--correction", default=None,
-                   help="none, bonferroni, holm (over lags), bh (over weights), or e.g. holm+bh")
-    p.add_argument("--layers", type=_int_tuple, default=None,
-                   help="analyse only these layers, e.g. -2,-1 (the original's last two)")
+    p.add_argument(
+        "--untestable",
+        choices=("keep", "prune"),
+        default=None,
+        help="weights whose test is impossible (e.g. never moved): keep (original) or prune",
+    )
+    p.add_argument(
+        "--correction", default=None, help="none, bonferroni, holm (over lags), bh (over weights), or e.g. holm+bh"
+    )
+    p.add_argument(
+        "--layers",
+        type=_int_tuple,
+        default=None,
+        help="analyse only these layers, e.g. -2,-1 (the original's last two)",
+    )
     p.add_argument("--pt-windows", type=int, default=None, help="LEGCNet-PT windows (25)")
-    p.add_argument("--stationarity", action="store_true",
-                   help="difference series whose ADF p > 0.05 before the test (original notebook)")
-    p.add_argument("--round-pvalues", type=int, default=None,
-                   help="round p-values to this many decimals first (the original used 4)")
+    p.add_argument(
+        "--stationarity",
+        action="store_true",
+        help="difference series whose ADF p > 0.05 before the test (original notebook)",
+    )
+    p.add_argument(
+        "--round-pvalues",
+        type=int,
+        default=None,
+        help="round p-values to this many decimals first (the original used 4)",
+    )
 
 
 def _legcnet_config(args, base):
@@ -184,9 +240,14 @@ def _legcnet_config(args, base):
     if corr is not None and "+" in corr:
         corr = tuple(corr.split("+"))
     changes = {
-        "le_mode": args.analysis_le_mode, "maxlag": args.maxlag, "test": args.test,
-        "alpha": args.alpha, "untestable": args.untestable, "correction": corr,
-        "layers": args.layers, "pt_windows": args.pt_windows,
+        "le_mode": args.analysis_le_mode,
+        "maxlag": args.maxlag,
+        "test": args.test,
+        "alpha": args.alpha,
+        "untestable": args.untestable,
+        "correction": corr,
+        "layers": args.layers,
+        "pt_windows": args.pt_windows,
         "round_pvalues": args.round_pvalues,
         "target_accuracy": getattr(args, "target_accuracy", None),
         "max_retrain_epochs": getattr(args, "max_retrain_epochs", None),
@@ -234,13 +295,18 @@ def _cmd_run(args) -> int:
 
     cfg = preset(args.dataset, quick=args.quick)
     train_changes = {
-        "epochs": args.epochs, "hidden": args.hidden, "activation": args.activation,
-        "loss": args.loss, "optimizer": args.optimizer, "learning_rate": args.lr,
-        "batch_size": args.batch_size, "window": args.window, "stride": args.stride,
+        "epochs": args.epochs,
+        "hidden": args.hidden,
+        "activation": args.activation,
+        "loss": args.loss,
+        "optimizer": args.optimizer,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "window": args.window,
+        "stride": args.stride,
         "risk": args.risk,
     }
-    cfg = cfg.replace(train=cfg.train.replace(
-        **{k: v for k, v in train_changes.items() if v is not None}))
+    cfg = cfg.replace(train=cfg.train.replace(**{k: v for k, v in train_changes.items() if v is not None}))
     cfg = _legcnet_config(args, cfg)
     rundir.check_writable(args.out)  # before any compute
     # no global x64 switch: `run` scopes parity mode's float64 in a jax.enable_x64 block
@@ -249,17 +315,28 @@ def _cmd_run(args) -> int:
     load(0)  # fail fast on a missing or malformed data set
     print(f"config: {cfg}", flush=True)
     t0 = time.perf_counter()
-    results = run(load, cfg, range(args.seeds), args.out, resume=args.resume,
-                  overwrite=args.overwrite, progress=not args.no_progress,
-                  log=lambda note: print(note, flush=True), nulls=nulls,
-                  sparsities=args.sparsities)
+    results = run(
+        load,
+        cfg,
+        range(args.seeds),
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        log=lambda note: print(note, flush=True),
+        nulls=nulls,
+        sparsities=args.sparsities,
+    )
     from jaxprune.report import summary_table
 
     for row in summary_table(results["runs"]):
-        print(f"{row['method']:26s} test acc {row['test_accuracy']:>18s}  "
-              f"macro F1 {row['macro_f1']:>18s}  sparsity {row['sparsity']:>18s}")
-    print(f"{time.perf_counter() - t0:.1f} s; wrote {Path(args.out) / 'results.json'} and "
-          f"{Path(args.out) / 'report.md'}")
+        print(
+            f"{row['method']:26s} test acc {row['test_accuracy']:>18s}  "
+            f"macro F1 {row['macro_f1']:>18s}  sparsity {row['sparsity']:>18s}"
+        )
+    print(
+        f"{time.perf_counter() - t0:.1f} s; wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}"
+    )
     return 0
 
 
@@ -269,10 +346,12 @@ def _cmd_analyze(args) -> int:
     summary = analyze_train_dir(args.run_dir, lambda base: _legcnet_config(args, base))
     print(f"LE series: {summary['le_source']}")
     for method, sm in summary["summaries"].items():
-        print(f"{method}: {sm['n_windows']} windows, maxlag {sm['maxlag_used']}: pruned "
-              f"{sm['pruned_total']} of {sum(sm['n_weights'])} (per layer {sm['pruned']}); "
-              f"untestable {sum(sm['untestable'])} (pruned if keep / prune: "
-              f"{sm['pruned_if_keep']} / {sm['pruned_if_prune']})")
+        print(
+            f"{method}: {sm['n_windows']} windows, maxlag {sm['maxlag_used']}: pruned "
+            f"{sm['pruned_total']} of {sum(sm['n_weights'])} (per layer {sm['pruned']}); "
+            f"untestable {sum(sm['untestable'])} (pruned if keep / prune: "
+            f"{sm['pruned_if_keep']} / {sm['pruned_if_prune']})"
+        )
     print(f"wrote {Path(args.run_dir) / 'analysis.npz'} and {Path(args.run_dir) / 'analysis.json'}")
     return 0
 
@@ -285,13 +364,15 @@ def _cmd_verify(args) -> int:
         raise ValueError(f"--sample must be >= 1 weights per seed, got {args.sample}")
     report = verify_run(args.run_dir, sample=args.sample, seed=args.seed)
     write_json(Path(args.run_dir) / "verify.json", report)
-    print(f"LE max |diff| vs the NumPy loop: {report['le_max_abs_diff']:.3g} "
-          f"({report['le_mode']} mode); p-value max rel diff vs statsmodels: "
-          f"{report['pvalue_max_rel_diff']:.3g} end to end, "
-          f"{report['granger_pvalue_max_rel_diff']:.3g} on the run's own LE series; "
-          f"mask decisions that flip: "
-          f"{report['decision_flips']}; NaN on one side only: {report['nan_mismatches']}; "
-          f"wrote {Path(args.run_dir) / 'verify.json'}")
+    print(
+        f"LE max |diff| vs the NumPy loop: {report['le_max_abs_diff']:.3g} "
+        f"({report['le_mode']} mode); p-value max rel diff vs statsmodels: "
+        f"{report['pvalue_max_rel_diff']:.3g} end to end, "
+        f"{report['granger_pvalue_max_rel_diff']:.3g} on the run's own LE series; "
+        f"mask decisions that flip: "
+        f"{report['decision_flips']}; NaN on one side only: {report['nan_mismatches']}; "
+        f"wrote {Path(args.run_dir) / 'verify.json'}"
+    )
     return 0 if report["decision_flips"] == 0 and report["nan_mismatches"] == 0 else 1
 
 
@@ -299,23 +380,37 @@ def _cmd_export(args) -> int:
     from jaxprune.export import export_run
 
     try:
-        m = export_run(args.run_dir, args.method, args.out, seed=args.seed,
-                       data_dir=args.data_dir, repeats=args.repeats,
-                       progress=lambda msg: print(msg, flush=True))
+        m = export_run(
+            args.run_dir,
+            args.method,
+            args.out,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            repeats=args.repeats,
+            progress=lambda msg: print(msg, flush=True),
+        )
     except ImportError as err:  # e.g. flatbuffers, which jax.export needs to write the model
         raise ValueError(str(err)) from err
     lat, b, c = m["latency_ms"], m["bytes"], m["check"]
     widths = lambda w: "-".join(map(str, w))
-    print(f"{m['method']} seed {m['seed']}: widths {widths(m['original_widths'])} -> "
-          f"{widths(m['compact_widths'])}; kept weights {m['parameters']['kept_weights']}; "
-          f"bytes dense {b['dense']}, compact {b['compact']}, sparse {b['sparse']}")
-    print("latency ms (dense -> exported): " + ", ".join(
-        f"batch {k.split('_')[1]} {lat['dense'][k]:.3f} -> {lat['exported'][k]:.3f}"
-        for k in ("batch_1", "batch_1024")))
+    print(
+        f"{m['method']} seed {m['seed']}: widths {widths(m['original_widths'])} -> "
+        f"{widths(m['compact_widths'])}; kept weights {m['parameters']['kept_weights']}; "
+        f"bytes dense {b['dense']}, compact {b['compact']}, sparse {b['sparse']}"
+    )
+    print(
+        "latency ms (dense -> exported): "
+        + ", ".join(
+            f"batch {k.split('_')[1]} {lat['dense'][k]:.3f} -> {lat['exported'][k]:.3f}"
+            for k in ("batch_1", "batch_1024")
+        )
+    )
     verdict = "predictions match" if m["predictions_match"] else "predictions DIFFER"
-    print(f"test accuracy {c['test_accuracy']:.4f}; {verdict} (max |score diff| "
-          f"{c['scores_max_abs_diff']:.2g}, labels differing {c['labels_mismatched']} of "
-          f"{c['n_test']}); wrote {Path(args.out) / 'manifest.json'}")
+    print(
+        f"test accuracy {c['test_accuracy']:.4f}; {verdict} (max |score diff| "
+        f"{c['scores_max_abs_diff']:.2g}, labels differing {c['labels_mismatched']} of "
+        f"{c['n_test']}); wrote {Path(args.out) / 'manifest.json'}"
+    )
     return 0 if m["predictions_match"] else 1
 
 
@@ -335,15 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     _add_train_flags(p)
     p.add_argument("--out", required=True, help="output directory (metrics.json, checkpoints/)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the last checkpoint (same settings; --epochs may grow)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run in --out (its files are deleted first)")
-    p.add_argument("--keep-trajectory", action="store_true",
-                   help="also write the full trajectory to OUT/trajectory.npy (memory-mapped)")
-    p.add_argument("--le-mode", choices=("none", "parity", "fast"), default="none",
-                   help="also run the Lyapunov kernel on every window during training and save "
-                   "the LE series to OUT/windows.npz (for `jaxprune analyze`)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint (same settings; --epochs may grow)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in --out (its files are deleted first)"
+    )
+    p.add_argument(
+        "--keep-trajectory",
+        action="store_true",
+        help="also write the full trajectory to OUT/trajectory.npy (memory-mapped)",
+    )
+    p.add_argument(
+        "--le-mode",
+        choices=("none", "parity", "fast"),
+        default="none",
+        help="also run the Lyapunov kernel on every window during training and save "
+        "the LE series to OUT/windows.npz (for `jaxprune analyze`)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -352,52 +456,80 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_flags(p)
     p.set_defaults(func=_cmd_analyze)
 
-    p = sub.add_parser("run", help="the whole LEGCNet pipeline over seeds (dense, FT, PT, "
-                       "random, magnitude) -> results.json and report.md")
+    p = sub.add_parser(
+        "run",
+        help="the whole LEGCNet pipeline over seeds (dense, FT, PT, random, magnitude) -> results.json and report.md",
+    )
     _add_data_flags(p)
     _add_train_flags(p)
     _add_analysis_flags(p)
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quick", action="store_true",
-                   help="a short run (minutes on a 2-core CPU): fewer epochs, fast LE mode")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a killed run in --out (refused unless run.json matches)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run in --out: its stages and every seed_K/ are "
-                   "deleted first")
-    p.add_argument("--target-accuracy", type=float, default=None,
-                   help="retraining stops at this training accuracy (default: the data set's)")
+    p.add_argument(
+        "--quick", action="store_true", help="a short run (minutes on a 2-core CPU): fewer epochs, fast LE mode"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue a killed run in --out (refused unless run.json matches)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out: its stages and every seed_K/ are deleted first",
+    )
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        help="retraining stops at this training accuracy (default: the data set's)",
+    )
     p.add_argument("--max-retrain-epochs", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--null", type=_null_controls, default=None,
-                   help="null controls: a comma list of shuffle,surrogate,crossseed (default "
-                   "all) or none")
-    p.add_argument("--null-draws", type=int, default=None,
-                   help="draws per null control (default 19; crossseed: one per other seed)")
-    p.add_argument("--null-max-per-layer", type=int, default=None,
-                   help="sampled weights per layer for the nulls (default 4096)")
-    p.add_argument("--sparsities", type=_sparsities, default=(),
-                   help="accuracy-vs-sparsity curves at these targets, e.g. 0.2,0.5,0.8 "
-                   "(default none)")
+    p.add_argument(
+        "--null",
+        type=_null_controls,
+        default=None,
+        help="null controls: a comma list of shuffle,surrogate,crossseed (default all) or none",
+    )
+    p.add_argument(
+        "--null-draws",
+        type=int,
+        default=None,
+        help="draws per null control (default 19; crossseed: one per other seed)",
+    )
+    p.add_argument(
+        "--null-max-per-layer", type=int, default=None, help="sampled weights per layer for the nulls (default 4096)"
+    )
+    p.add_argument(
+        "--sparsities",
+        type=_sparsities,
+        default=(),
+        help="accuracy-vs-sparsity curves at these targets, e.g. 0.2,0.5,0.8 (default none)",
+    )
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("verify", help="recheck a finished run with statsmodels and the NumPy "
-                       "Lyapunov loop on a random sample of weights")
+    p = sub.add_parser(
+        "verify",
+        help="recheck a finished run with statsmodels and the NumPy Lyapunov loop on a random sample of weights",
+    )
     p.add_argument("run_dir")
     p.add_argument("--sample", type=int, default=None, help="weights per seed (default: all kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw")
     p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("export", help="a pruned net of a run as a smaller deployable model "
-                       "(compact widths, sparse form, jax.export StableHLO, manifest.json)")
+    p = sub.add_parser(
+        "export",
+        help="a pruned net of a run as a smaller deployable model "
+        "(compact widths, sparse form, jax.export StableHLO, manifest.json)",
+    )
     p.add_argument("run_dir", help="a directory written by `jaxprune run`")
-    p.add_argument("--method", required=True,
-                   help="legcnet_ft, legcnet_pt, magnitude, random or dense (or *_pt baselines)")
+    p.add_argument(
+        "--method", required=True, help="legcnet_ft, legcnet_pt, magnitude, random or dense (or *_pt baselines)"
+    )
     p.add_argument("--seed", type=int, default=None, help="which seed's net (default: the first)")
     p.add_argument("--out", required=True, help="export directory")
-    p.add_argument("--repeats", type=int, default=100,
-                   help="timed calls per latency figure at batch 1024 (4x at batch 1)")
+    p.add_argument(
+        "--repeats", type=int, default=100, help="timed calls per latency figure at batch 1024 (4x at batch 1)"
+    )
     p.add_argument("--data-dir", default=None, help="TFDS data dir when the run used mnist")
     p.set_defaults(func=_cmd_export)
 
@@ -410,8 +542,12 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--layers", "--csv-label-column") and i + 1 < len(argv) \
-                and argv[i + 1].startswith("-") and argv[i + 1][1:2].isdigit():
+        if (
+            a in ("--layers", "--csv-label-column")
+            and i + 1 < len(argv)
+            and argv[i + 1].startswith("-")
+            and argv[i + 1][1:2].isdigit()
+        ):
             out.append(f"{a}={argv[i + 1]}")
             i += 2
             continue
@@ -431,12 +567,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if distributed.initialize_from_env() and args.command not in ("run", "train"):
-            raise ValueError(f"`jaxprune {args.command}` runs in one process: unset "
-                             "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
-                             "and JAXPRUNE_DISTRIBUTED (only run and train take several)")
+            raise ValueError(
+                f"`jaxprune {args.command}` runs in one process: unset "
+                "JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID "
+                "and JAXPRUNE_DISTRIBUTED (only run and train take several)"
+            )
         return int(args.func(args) or 0)
-    except (DatasetNotAvailableError, DataFormatError, FileNotFoundError, KeyError,
-            ValueError) as err:
+    except (DatasetNotAvailableError, DataFormatError, FileNotFoundError, KeyError, ValueError) as err:
         print(f"jaxprune: error: {err}", file=sys.stderr)
         return 2
     finally:

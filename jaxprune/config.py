@@ -26,6 +26,7 @@ Serialised layouts: `LegcnetConfig.to_dict` writes the grouped layout (``config.
 for the run fingerprint (``run.json``) so runs made before the grouping still resume;
 `LegcnetConfig.from_dict` reads both.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,17 @@ from jaxprune.granger import GrangerParams
 from jaxprune.lyapunov import LyapunovParams
 from jaxprune.train import TrainConfig
 
-__all__ = ["LegcnetConfig", "LyapunovConfig", "GrangerConfig", "SelectionConfig",
-           "RetrainConfig", "TrainConfig", "flat_config_dict", "preset", "TABULAR_PRESETS"]
+__all__ = [
+    "LegcnetConfig",
+    "LyapunovConfig",
+    "GrangerConfig",
+    "SelectionConfig",
+    "RetrainConfig",
+    "TrainConfig",
+    "flat_config_dict",
+    "preset",
+    "TABULAR_PRESETS",
+]
 
 
 def _tuple_or_none(value):
@@ -71,8 +81,9 @@ class LyapunovConfig:
     @property
     def params(self) -> LyapunovParams:
         """The kernel settings as one hashable `LyapunovParams` (validated here)."""
-        return LyapunovParams(m=self.m, d=self.d, theiler=self.theiler, s=self.s, r=self.r,
-                              quantize=bool(self.quantize))
+        return LyapunovParams(
+            m=self.m, d=self.d, theiler=self.theiler, s=self.s, r=self.r, quantize=bool(self.quantize)
+        )
 
     def replace(self, **changes) -> LyapunovConfig:
         return dataclasses.replace(self, **changes)
@@ -170,15 +181,38 @@ class RetrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-_GROUPS: dict[str, type] = {"lyapunov": LyapunovConfig, "granger": GrangerConfig,
-                            "selection": SelectionConfig, "retrain": RetrainConfig}
+_GROUPS: dict[str, type] = {
+    "lyapunov": LyapunovConfig,
+    "granger": GrangerConfig,
+    "selection": SelectionConfig,
+    "retrain": RetrainConfig,
+}
 # flat field name -> its group (names are unique across groups)
 _FLAT: dict[str, str] = {f.name: g for g, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
 # the flat layout of earlier versions' config.json / run.json, in its field order
-_FLAT_ORDER = ("le_mode", "m", "d", "theiler", "s", "r", "quantize", "maxlag", "test", "alpha",
-               "stationarity", "nan_fill", "untestable", "layers", "correction", "round_pvalues",
-               "pt_windows", "target_accuracy", "max_retrain_epochs", "per_layer_baselines",
-               "baselines_for")
+_FLAT_ORDER = (
+    "le_mode",
+    "m",
+    "d",
+    "theiler",
+    "s",
+    "r",
+    "quantize",
+    "maxlag",
+    "test",
+    "alpha",
+    "stationarity",
+    "nan_fill",
+    "untestable",
+    "layers",
+    "correction",
+    "round_pvalues",
+    "pt_windows",
+    "target_accuracy",
+    "max_retrain_epochs",
+    "per_layer_baselines",
+    "baselines_for",
+)
 _RUN_FIELDS = ("verify_sample", "memory_budget_mb")
 
 
@@ -210,15 +244,21 @@ class LegcnetConfig:
     verify_sample: int
     memory_budget_mb: float | None
 
-    def __init__(self, train: TrainConfig | None = None, lyapunov: LyapunovConfig | None = None,
-                 granger: GrangerConfig | None = None, selection: SelectionConfig | None = None,
-                 retrain: RetrainConfig | None = None, verify_sample: int = 64,
-                 memory_budget_mb: float | None = None, **flat: Any):
+    def __init__(
+        self,
+        train: TrainConfig | None = None,
+        lyapunov: LyapunovConfig | None = None,
+        granger: GrangerConfig | None = None,
+        selection: SelectionConfig | None = None,
+        retrain: RetrainConfig | None = None,
+        verify_sample: int = 64,
+        memory_budget_mb: float | None = None,
+        **flat: Any,
+    ):
         unknown = sorted(set(flat) - set(_FLAT))
         if unknown:
             raise TypeError(f"LegcnetConfig got unexpected keyword argument(s) {unknown}")
-        given = {"lyapunov": lyapunov, "granger": granger, "selection": selection,
-                 "retrain": retrain}
+        given = {"lyapunov": lyapunov, "granger": granger, "selection": selection, "retrain": retrain}
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("train", TrainConfig() if train is None else train)
         for group, cls in _GROUPS.items():
@@ -241,8 +281,10 @@ class LegcnetConfig:
             n_layers = len(self.train.hidden) + 1
             bad = [i for i in layers if not -n_layers <= i < n_layers]
             if bad:
-                raise ValueError(f"layers {bad} out of range: the net has {n_layers} weight "
-                                 f"layers (0..{n_layers - 1}, or -{n_layers}..-1)")
+                raise ValueError(
+                    f"layers {bad} out of range: the net has {n_layers} weight "
+                    f"layers (0..{n_layers - 1}, or -{n_layers}..-1)"
+                )
 
     @property
     def retrain_epochs(self) -> int:
@@ -345,21 +387,23 @@ def preset(dataset: str, *, quick: bool = False) -> LegcnetConfig:
     elif dataset == "mnist5k":
         cfg = base.replace(train=base.train.replace(epochs=400), target_accuracy=0.75)
     else:
-        hidden, lr, epochs, window, threshold = TABULAR_PRESETS.get(
-            dataset, ((16,), 0.05, 100, 200, 0.90))
+        hidden, lr, epochs, window, threshold = TABULAR_PRESETS.get(dataset, ((16,), 0.05, 100, 200, 0.90))
         stride = window - round(window * 0.1)
         cfg = base.replace(
-            train=base.train.replace(hidden=hidden, learning_rate=lr, batch_size=1,
-                                     epochs=epochs, window=window, stride=stride),
+            train=base.train.replace(
+                hidden=hidden, learning_rate=lr, batch_size=1, epochs=epochs, window=window, stride=stride
+            ),
             target_accuracy=threshold,
         )
     if quick:
         if dataset == "mnist5k":  # the full step count (MSE learns late), fast LE, FT baselines
             cfg = cfg.replace(le_mode="fast", baselines_for=("legcnet_ft",))
         elif dataset == "mnist":
-            cfg = cfg.replace(train=cfg.train.replace(epochs=10), le_mode="fast",
-                              baselines_for=("legcnet_ft",), target_accuracy=0.85)
+            cfg = cfg.replace(
+                train=cfg.train.replace(epochs=10), le_mode="fast", baselines_for=("legcnet_ft",), target_accuracy=0.85
+            )
         else:
-            cfg = cfg.replace(train=cfg.train.replace(epochs=max(cfg.train.epochs // 2, 10)),
-                              baselines_for=("legcnet_ft",))
+            cfg = cfg.replace(
+                train=cfg.train.replace(epochs=max(cfg.train.epochs // 2, 10)), baselines_for=("legcnet_ft",)
+            )
     return cfg

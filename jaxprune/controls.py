@@ -11,6 +11,7 @@ the min-p rule under the shuffle null, FT windows), ``curves`` (records: method,
 sparsity, test_accuracy, macro_f1, reached_threshold, epochs_to_threshold, ...) and
 ``curve_comparisons`` (paired AUC tests).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,9 +35,16 @@ def _write(path: Path, settings: dict, records) -> None:
     rundir.write_json(path, {"settings": settings, "records": records})  # strict, atomic
 
 
-def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
-                 nulls: nulls_mod.NullConfig | None = None,
-                 sparsities: Sequence[float] = (), resume: bool = False) -> dict:
+def run_controls(
+    dataset,
+    cfg,
+    seeds: Sequence[int],
+    out_dir,
+    *,
+    nulls: nulls_mod.NullConfig | None = None,
+    sparsities: Sequence[float] = (),
+    resume: bool = False,
+) -> dict:
     """Null controls and curves for every seed of a run directory; returns the results keys.
 
     dataset: a `Dataset` or a callable ``seed -> Dataset``; cfg: the run's `LegcnetConfig`.
@@ -46,13 +54,23 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
 
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
-    out = {"null_controls": [], "null_calibration": [], "curves": [], "curve_comparisons": [],
-           "controls_settings": {
-               "nulls": None if nulls is None else {
-                   "controls": list(nulls.controls), "draws": nulls.draws,
-                   "max_per_layer": nulls.max_per_layer,
-                   "iaaft_iterations": nulls.iaaft_iterations},
-               "sparsities": [float(s) for s in sparsities]}}
+    out = {
+        "null_controls": [],
+        "null_calibration": [],
+        "curves": [],
+        "curve_comparisons": [],
+        "controls_settings": {
+            "nulls": None
+            if nulls is None
+            else {
+                "controls": list(nulls.controls),
+                "draws": nulls.draws,
+                "max_per_layer": nulls.max_per_layer,
+                "iaaft_iterations": nulls.iaaft_iterations,
+            },
+            "sparsities": [float(s) for s in sparsities],
+        },
+    }
     if (nulls is None or not nulls.controls) and not sparsities:
         return out
     dense = {s: rundir.load_dense(out_dir, s, keys=None) for s in seeds}
@@ -74,9 +92,17 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
                 recs, calib = [], []
                 for m, n in windows.items():
                     r, c = nulls_mod.null_controls(
-                        le[:n], risk[:n], cfg, layout, nulls, seed=seed, mask=m,
-                        real_outcome=outcomes[m], other_le=[o[:n] for o in others],
-                        calibration=(m == "legcnet_ft"))
+                        le[:n],
+                        risk[:n],
+                        cfg,
+                        layout,
+                        nulls,
+                        seed=seed,
+                        mask=m,
+                        real_outcome=outcomes[m],
+                        other_le=[o[:n] for o in others],
+                        calibration=(m == "legcnet_ft"),
+                    )
                     recs += r
                     if c is not None:
                         calib.append(c)
@@ -89,8 +115,7 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
             cached = _cached(seed_dir / "curves.json", settings, resume)
             if cached is None:
                 init = load_params(d, like, "init")
-                masks = curves_mod.curve_masks({"granger": outcomes}, params, sparsities, cfg,
-                                               seed)
+                masks = curves_mod.curve_masks({"granger": outcomes}, params, sparsities, cfg, seed)
                 cached = curves_mod.retrain_curves(data, cfg, init, masks, seed)
                 _write(seed_dir / "curves.json", settings, cached)
             out["curves"] += cached
@@ -103,6 +128,7 @@ def run_controls(dataset, cfg, seeds: Sequence[int], out_dir, *,
 def _figures(run_dir: Path, results: dict) -> dict:
     """calibration.png and accuracy_sparsity_curves.png under run_dir/figures; {key: rel path}."""
     from jaxprune import figures as figs
+
     plt = figs.plt
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -126,15 +152,19 @@ def _figures(run_dir: Path, results: dict) -> dict:
     recs = results.get("curves") or []
     if recs:
         fig, ax = plt.subplots(figsize=(6, 4))
-        colors = {"causal_ft": "tab:blue", "causal_pt": "tab:cyan", "magnitude": "tab:orange",
-                  "magnitude_global": "tab:brown", "random": "tab:red"}
+        colors = {
+            "causal_ft": "tab:blue",
+            "causal_pt": "tab:cyan",
+            "magnitude": "tab:orange",
+            "magnitude_global": "tab:brown",
+            "random": "tab:red",
+        }
         for method in curves_mod.CURVE_METHODS:
             rs = [r for r in recs if r["method"] == method]
             if not rs:
                 continue
             sp = sorted({r["sparsity"] for r in rs})
-            acc = np.array([[r["test_accuracy"] for r in rs if r["sparsity"] == s] for s in sp],
-                           dtype=object)
+            acc = np.array([[r["test_accuracy"] for r in rs if r["sparsity"] == s] for s in sp], dtype=object)
             mean = np.array([np.mean(a) for a in acc])
             lo = np.array([np.min(a) for a in acc])
             hi = np.array([np.max(a) for a in acc])
@@ -143,9 +173,15 @@ def _figures(run_dir: Path, results: dict) -> dict:
         for name, marker in (("legcnet_ft", "*"), ("legcnet_pt", "P")):
             pts = [r for r in results.get("runs", []) if r.get("name") == name]
             if pts:
-                ax.scatter([r["sparsity"] for r in pts], [r["test_accuracy"] for r in pts],
-                           marker=marker, s=60, color="black", zorder=5,
-                           label=f"{name} (alpha rule)")
+                ax.scatter(
+                    [r["sparsity"] for r in pts],
+                    [r["test_accuracy"] for r in pts],
+                    marker=marker,
+                    s=60,
+                    color="black",
+                    zorder=5,
+                    label=f"{name} (alpha rule)",
+                )
         ax.set_xlabel("sparsity (fraction of analysed weights pruned)")
         ax.set_ylabel("test accuracy")
         ax.set_title("Accuracy vs sparsity (mean, band = min..max over seeds)")
@@ -180,31 +216,66 @@ def render_section(results: dict, run_dir=None) -> str:
         out.append("_No null control could run (crossseed needs >= 2 seeds)._")
     else:
         out += [
-            ("Per layer, the fraction of testable weights the rule calls non-causal, for the real "
-            "LE series and for null series through the same Granger kernel and rule: "
-            "`shuffle` (each series permuted in time), `surrogate` (IAAFT: same values and "
-            "~spectrum), `crossseed` (the same weight index of another seed's net against this "
-            f"seed's risk). {ns['draws']} draws (crossseed: one per other seed) on at most "
-            f"{ns['max_per_layer']} sampled weights per layer. p = (1 + #draws with null "
-            "fraction <= real) / (draws + 1): small p means the real series is more causal "
-            "than the null."), "", "**Verdict:**", ""]
+            (
+                "Per layer, the fraction of testable weights the rule calls non-causal, for the real "
+                "LE series and for null series through the same Granger kernel and rule: "
+                "`shuffle` (each series permuted in time), `surrogate` (IAAFT: same values and "
+                "~spectrum), `crossseed` (the same weight index of another seed's net against this "
+                f"seed's risk). {ns['draws']} draws (crossseed: one per other seed) on at most "
+                f"{ns['max_per_layer']} sampled weights per layer. p = (1 + #draws with null "
+                "fraction <= real) / (draws + 1): small p means the real series is more causal "
+                "than the null."
+            ),
+            "",
+            "**Verdict:**",
+            "",
+        ]
         out += [f"- {line}" for line in nulls_mod.verdict(recs)]
-        out += ["", _markdown_table(
-            ["seed", "mask", "layer", "control", "real fraction", "null fraction (mean ± sd)",
-             "p", "draws"],
-            [[r["seed"], r["mask"], r["layer"], r["control"], _f(r["real_fraction"]),
-              f"{_f(r['null_fraction'])} ± {_f(r['null_fraction_sd'])}", _f(r["p_value"], ".3g"),
-              r["draws"]] for r in recs])]
+        out += [
+            "",
+            _markdown_table(
+                ["seed", "mask", "layer", "control", "real fraction", "null fraction (mean ± sd)", "p", "draws"],
+                [
+                    [
+                        r["seed"],
+                        r["mask"],
+                        r["layer"],
+                        r["control"],
+                        _f(r["real_fraction"]),
+                        f"{_f(r['null_fraction'])} ± {_f(r['null_fraction_sd'])}",
+                        _f(r["p_value"], ".3g"),
+                        r["draws"],
+                    ]
+                    for r in recs
+                ],
+            ),
+        ]
         calib = results.get("null_calibration") or []
         if calib:
-            out += ["", ("Calibration under the shuffle null (FT windows): rejection rate of "
+            out += [
+                "",
+                (
+                    "Calibration under the shuffle null (FT windows): rejection rate of "
                     f"`{calib[0]['test']}` at alpha {calib[0]['alpha']} per lag, and of the "
-                    "min-p-over-lags rule (an exact test rejects alpha at each lag)."), ""]
-            out.append(_markdown_table(
-                ["seed", "lag 1", "max over lags (lag)", "min-p rule", "series"],
-                [[c["seed"], _f(c["lag_rejection"][0]),
-                  f"{_f(max(c['lag_rejection']))} ({int(np.argmax(c['lag_rejection'])) + 1})",
-                  _f(c["min_p_rejection"]), c["n_series"]] for c in calib]))
+                    "min-p-over-lags rule (an exact test rejects alpha at each lag)."
+                ),
+                "",
+            ]
+            out.append(
+                _markdown_table(
+                    ["seed", "lag 1", "max over lags (lag)", "min-p rule", "series"],
+                    [
+                        [
+                            c["seed"],
+                            _f(c["lag_rejection"][0]),
+                            f"{_f(max(c['lag_rejection']))} ({int(np.argmax(c['lag_rejection'])) + 1})",
+                            _f(c["min_p_rejection"]),
+                            c["n_series"],
+                        ]
+                        for c in calib
+                    ],
+                )
+            )
             if "calibration" in figs:
                 out += ["", f"![calibration]({figs['calibration']})"]
     out += ["", "## Accuracy-vs-sparsity curves", ""]
@@ -213,11 +284,15 @@ def render_section(results: dict, run_dir=None) -> str:
         out.append("_No curves (pass `--sparsities 0.2,0.5,0.8`)._")
     else:
         out += [
-            ("Each method prunes the same number of weights per analysed layer at each target "
-            "sparsity (magnitude_global: the same total), then retrains from the same initial "
-            "weights to the same threshold. causal_ft / causal_pt prune the least causal "
-            "weights first (largest min p, ties by smallest statistic). The alpha rule's FT / PT "
-            "masks are single operating points on these curves (the table above)."), ""]
+            (
+                "Each method prunes the same number of weights per analysed layer at each target "
+                "sparsity (magnitude_global: the same total), then retrains from the same initial "
+                "weights to the same threshold. causal_ft / causal_pt prune the least causal "
+                "weights first (largest min p, ties by smallest statistic). The alpha rule's FT / PT "
+                "masks are single operating points on these curves (the table above)."
+            ),
+            "",
+        ]
         table = curves_mod.auc_table(crecs)
         methods = [m for m in curves_mod.CURVE_METHODS if m in table]
         sp = sorted({r["sparsity"] for r in crecs})
@@ -226,14 +301,12 @@ def render_section(results: dict, run_dir=None) -> str:
             row = [m]
             for s in sp:
                 acc = [r["test_accuracy"] for r in crecs if r["method"] == m and r["sparsity"] == s]
-                reached = sum(bool(r["reached_threshold"]) for r in crecs
-                              if r["method"] == m and r["sparsity"] == s)
+                reached = sum(bool(r["reached_threshold"]) for r in crecs if r["method"] == m and r["sparsity"] == s)
                 row.append(f"{np.mean(acc):.4f} ± {np.std(acc):.4f} ({reached}/{len(acc)})")
             aucs = list(table[m].values())
             row.append(f"{np.mean(aucs):.4f} ± {np.std(aucs):.4f}")
             rows.append(row)
-        out.append(_markdown_table(
-            ["method"] + [f"s={s:g}: test acc (reached)" for s in sp] + ["AUC"], rows))
+        out.append(_markdown_table(["method"] + [f"s={s:g}: test acc (reached)" for s in sp] + ["AUC"], rows))
         comps = results.get("curve_comparisons") or []
         if comps:
             out += ["", "Paired tests of the AUC over seeds:", ""]

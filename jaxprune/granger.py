@@ -15,6 +15,7 @@ LAPACK, closed-form p-values), its conditioning, and the status codes: docs/gran
 (about ``8 * (n + 4 * (maxlag + 1)**2)`` bytes per weight, bounded by ``chunk_size``):
 docs/scaling.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -489,9 +490,15 @@ def _from_params(params, field: str, value, where: str):
     return getattr(params, field)
 
 
-def granger_tests(y: ArrayLike, x: ArrayLike, *, maxlag: int | None = None, chunk_size: int = 256,
-                  collinear_tol: float | None = None,
-                  params: GrangerParams | None = None) -> GrangerResult:
+def granger_tests(
+    y: ArrayLike,
+    x: ArrayLike,
+    *,
+    maxlag: int | None = None,
+    chunk_size: int = 256,
+    collinear_tol: float | None = None,
+    params: GrangerParams | None = None,
+) -> GrangerResult:
     """Granger non-causality tests "x does not cause y" for a batch of candidate causes.
 
     Equivalent, per series, to ``statsmodels.tsa.stattools.grangercausalitytests(
@@ -578,9 +585,14 @@ def _reshape_result(res, batch):
     )
 
 
-def min_pvalue(result: GrangerResult, test: str | None = None, *, round_decimals: int | None = None,
-               invalid: float | None = None,
-               params: GrangerParams | None = None) -> tuple[jax.Array, jax.Array]:
+def min_pvalue(
+    result: GrangerResult,
+    test: str | None = None,
+    *,
+    round_decimals: int | None = None,
+    invalid: float | None = None,
+    params: GrangerParams | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """The paper's decision statistic: the minimum p-value over lags, per series.
 
     Args:

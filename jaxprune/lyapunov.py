@@ -26,6 +26,7 @@ docs/lyapunov.md states the semantics (the closed form evaluated here, the one-b
 guards against XLA's reciprocal division and FMA contraction (nothing for a user to set) and the
 status codes; docs/scaling.md the memory of each path and how ``chunk_size`` bounds it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,14 +45,25 @@ from jaxprune import windows as _win
 from jaxprune.lyapunov_reference import MAX_LEVELS, quantize_f6
 
 __all__ = [
-    "Status", "LyapunovParams", "LyapResult", "WindowedLE", "lyap_r", "windowed_le", "window_le",
-    "windowed_le_update", "window_end_steps", "n_windows", "LyapunovStream", "quantize_f6",
+    "Status",
+    "LyapunovParams",
+    "LyapResult",
+    "WindowedLE",
+    "lyap_r",
+    "windowed_le",
+    "window_le",
+    "windowed_le_update",
+    "window_end_steps",
+    "n_windows",
+    "LyapunovStream",
+    "quantize_f6",
     "quantize_f6_jax",
 ]
 
 
 class Status(enum.IntEnum):
     """Per-series outcome (int8 in results)."""
+
     OK = 0
     CONSTANT = 1  # max == min: TISEAN refuses the series
     TOO_SHORT = 2  # L - (m-1)d - s < t + 2: no admissible (n, j) pair
@@ -66,6 +78,7 @@ class LyapResult(NamedTuple):
     skipped: (...) int32, reference points TISEAN would hang on (no admissible D < 1).
     status: (...) int8, a :class:`Status`.
     """
+
     S: jax.Array
     found: jax.Array
     skipped: jax.Array
@@ -79,6 +92,7 @@ class WindowedLE(NamedTuple):
     end_steps: (n_windows,) int64, the paper's end step of each window (:func:`window_end_steps`).
     status: (n_windows, ...) int8, the :class:`Status` of each window.
     """
+
     le: np.ndarray
     end_steps: np.ndarray
     status: np.ndarray
@@ -139,14 +153,14 @@ def _settings(fn: str, params, defaults: dict, **given) -> dict:
         raise TypeError(f"{fn}: params must be a LyapunovParams, got {type(params).__name__}")
     if passed:
         raise TypeError(f"{fn}: give either params= or the keywords {', '.join(passed)}, not both")
-    return dict(m=params.m, d=params.d, t=params.theiler, s=params.s, r=params.r,
-                quantize=bool(params.quantize))
+    return dict(m=params.m, d=params.d, t=params.theiler, s=params.s, r=params.r, quantize=bool(params.quantize))
 
 
 _KW_DEFAULTS = dict(m=2, d=1, t=0, s=20, r=20.0, quantize=False)
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def _check_static(m, d, t, s, r):
     for name, v, lo in (("m", m, 1), ("d", d, 1), ("t", t, 0), ("s", s, 0)):
@@ -171,13 +185,16 @@ def _resolve_dtype(x, mode: str = "auto"):
     want = {"parity": np.float64, "fast": np.float32}.get(mode, dt)
     want = np.dtype(np.float64 if want == np.float64 else np.float32)
     if want == np.float64 and not jax.config.jax_enable_x64:
-        raise TypeError("float64 (parity mode) needs x64: call "
-                        "jax.config.update('jax_enable_x64', True) before using jaxprune, "
-                        "or pass float32 data / mode='fast'")
+        raise TypeError(
+            "float64 (parity mode) needs x64: call "
+            "jax.config.update('jax_enable_x64', True) before using jaxprune, "
+            "or pass float32 data / mode='fast'"
+        )
     return want
 
 
 # ----------------------------------------------------------------------------- exact pieces
+
 
 def _sq(u, exact: bool):
     """u*u that cannot be contracted with a following add into an FMA (when exact).
@@ -220,7 +237,7 @@ def _dist(xs, a0: int, na: int, b0, m: int, d: int, exact: bool):
     """
     acc = None
     for c in range(m):
-        xa = xs[a0 + c * d: a0 + c * d + na]
+        xa = xs[a0 + c * d : a0 + c * d + na]
         if isinstance(b0, int):
             xb = xs[b0 + c * d][None]
         else:
@@ -234,13 +251,14 @@ def _dist_matrix(xs, nref: int, N: int, m: int, d: int, exact: bool):
     """D[n, j, b] for n < nref, j < N: (nref, N, B)."""
     acc = None
     for c in range(m):
-        u = xs[c * d: c * d + nref][:, None, :] - xs[c * d: c * d + N][None, :, :]
+        u = xs[c * d : c * d + nref][:, None, :] - xs[c * d : c * d + N][None, :, :]
         sq = _sq(u, exact)
         acc = sq if acc is None else acc + sq
     return acc
 
 
 # ----------------------------------------------------------------------------- preparation
+
 
 def _prepare(x, r, quantize: bool, exact: bool, m: int, d: int, s: int, t: int):
     """x: (L, B) -> xs (L, B) rescaled, eps0 (B,), status (B,) int8."""
@@ -272,6 +290,7 @@ def _row_sum(a):
     ``jnp.sum(a, axis=0)`` is not: XLA CPU reassociates the reduction differently for different
     shapes (last-bit differences between chunk sizes). A loop over the rows fixes the order.
     """
+
     def body(i, acc):
         return acc + lax.dynamic_index_in_dim(a, i, 0, keepdims=False)
 
@@ -285,6 +304,7 @@ def _valid_mask(nref: int, N: int, t: int):
 
 
 # ----------------------------------------------------------------------------- neighbours
+
 
 def _neighbours_onebox(D, valid, exact_dtype):
     """All points in one box, level 0 accepts every D < 1: min positive D, ties -> largest j.
@@ -312,9 +332,9 @@ def _level_accept(xs, D, valid, e, nref, N, m, d):
     e2 = e * e
     inv = 1.0 / e  # TISEAN: epsinv = 1.0/eps, then xs * epsinv
     bxn = _box(xs[:nref] * inv)
-    byn = _box(xs[last:last + nref] * inv)
+    byn = _box(xs[last : last + nref] * inv)
     bxj = _box(xs[None, :N] * inv[:, None])
-    byj = _box(xs[None, last:last + N] * inv[:, None])
+    byj = _box(xs[None, last : last + N] * inv[:, None])
     sx = (bxj - bxn[:, None] + 1) & 255
     sy = (byj - byn[:, None] + 1) & 255
     inblock = (sx <= 2) & (sy <= 2)
@@ -326,6 +346,7 @@ def _level_accept(xs, D, valid, e, nref, N, m, d):
 
 def _first_level(Dmin, pending, eps0):
     """eps_k0 (nref, B): the first level with eps*eps >= Dmin, eps iterated *= 1.1 from eps0."""
+
     def cond(st):
         it, _, _, pend = st
         return (it < MAX_LEVELS) & jnp.any(pend)
@@ -368,6 +389,7 @@ def _neighbours_general(xs, D, valid, eps0, ok, nref, N, m, d):
 
 
 # ----------------------------------------------------------------------------- core
+
 
 def _core(x, *, m, d, t, s, r, quantize, exact, n_out):
     """x: (L, B) -> lyap sums (n_out, B), found (n_out, B) int32, skipped (B,), status (B,)."""
@@ -416,9 +438,18 @@ def _default_chunk(L, m, d, s, t):
     return int(max(1, min(4096, (1 << 22) // per)))
 
 
-def lyap_r(x: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s: int = _UNSET,
-           r: float | None = _UNSET, quantize: bool = _UNSET, chunk_size: int | None = None,
-           params: LyapunovParams | None = None) -> LyapResult:
+def lyap_r(
+    x: ArrayLike,
+    *,
+    m: int = _UNSET,
+    d: int = _UNSET,
+    t: int = _UNSET,
+    s: int = _UNSET,
+    r: float | None = _UNSET,
+    quantize: bool = _UNSET,
+    chunk_size: int | None = None,
+    params: LyapunovParams | None = None,
+) -> LyapResult:
     """TISEAN ``lyap_r -m m -d d -t t -s s [-r r]`` on every series of x.
 
     Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
@@ -441,8 +472,7 @@ def lyap_r(x: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s
       ``found == 0``), ``found (..., s+1)`` int32, ``skipped (...)`` int32, ``status (...)``
       int8 (:class:`Status`).
     """
-    kw = _settings("lyap_r", params, dict(_KW_DEFAULTS, r=None), m=m, d=d, t=t, s=s, r=r,
-                   quantize=quantize)
+    kw = _settings("lyap_r", params, dict(_KW_DEFAULTS, r=None), m=m, d=d, t=t, s=s, r=r, quantize=quantize)
     m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     dtype = _resolve_dtype(x)
@@ -453,14 +483,17 @@ def lyap_r(x: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET, s
     B = int(np.prod(lead, dtype=np.int64))
     if L == 0 or B == 0:
         S = jnp.full(lead + (s + 1,), jnp.nan, dtype)
-        return LyapResult(S, jnp.zeros(lead + (s + 1,), jnp.int32), jnp.zeros(lead, jnp.int32),
-                          jnp.full(lead, Status.TOO_SHORT if L == 0 else Status.OK, jnp.int8))
+        return LyapResult(
+            S,
+            jnp.zeros(lead + (s + 1,), jnp.int32),
+            jnp.zeros(lead, jnp.int32),
+            jnp.full(lead, Status.TOO_SHORT if L == 0 else Status.OK, jnp.int8),
+        )
     if chunk_size is None:
         chunk_size = _default_chunk(L, m, d, s, t)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return _lyap_r_jit(x, m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize),
-                       C=min(int(chunk_size), B))
+    return _lyap_r_jit(x, m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize), C=min(int(chunk_size), B))
 
 
 @functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize", "C"))
@@ -474,19 +507,22 @@ def _lyap_r_jit(x, *, m, d, t, s, r, quantize, C):
     if nchunks * C != B:  # pad with constant series (status CONSTANT, dropped below)
         xt = jnp.concatenate([xt, jnp.zeros((nchunks * C - B, L), dtype)], axis=0)
     xc = jnp.transpose(xt.reshape(nchunks, C, L), (0, 2, 1))  # (nchunks, L, C): lanes last
-    core = functools.partial(_core, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
-                             exact=dtype == jnp.float64, n_out=s + 1)
+    core = functools.partial(_core, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=dtype == jnp.float64, n_out=s + 1)
     lyap, found, skipped, status = lax.map(core, xc)
     # (nchunks, s+1, C) -> (B, s+1)
     lyap = jnp.transpose(lyap, (0, 2, 1)).reshape(nchunks * C, s + 1)[:B]
     found = jnp.transpose(found, (0, 2, 1)).reshape(nchunks * C, s + 1)[:B]
     S = _finish(lyap, found)
-    return LyapResult(S.reshape(lead + (s + 1,)), found.reshape(lead + (s + 1,)),
-                      skipped.reshape(nchunks * C)[:B].reshape(lead),
-                      status.reshape(nchunks * C)[:B].reshape(lead))
+    return LyapResult(
+        S.reshape(lead + (s + 1,)),
+        found.reshape(lead + (s + 1,)),
+        skipped.reshape(nchunks * C)[:B].reshape(lead),
+        status.reshape(nchunks * C)[:B].reshape(lead),
+    )
 
 
 # ----------------------------------------------------------------------------- windows
+
 
 def n_windows(T: int, window: int = 50, stride: int = 45) -> int:
     """Number of complete windows in ``T`` steps: `jaxprune.windows.n_windows` (argument ``T``).
@@ -496,8 +532,7 @@ def n_windows(T: int, window: int = 50, stride: int = 45) -> int:
     return _win.n_windows(T, window, stride)
 
 
-def window_end_steps(n: int, window: int = 50, stride: int = 45,
-                     offset: int | None = None) -> np.ndarray:
+def window_end_steps(n: int, window: int = 50, stride: int = 45, offset: int | None = None) -> np.ndarray:
     """End step of each of ``n`` windows: `jaxprune.windows.window_end_steps` (argument ``n``).
 
     ``stride * (k + 1) + offset``, default ``offset = window - stride``; int64 ``(n,)``.
@@ -514,8 +549,9 @@ def _check_window(window, stride, m, d, s, t):
     if s < 1:
         raise ValueError("the per-window slope S(1) - S(0) needs s >= 1")
     if window - (m - 1) * d - s < t + 2:
-        raise ValueError(f"window={window} too short for m={m}, d={d}, s={s}, t={t}: "
-                         f"needs window >= {(m - 1) * d + s + t + 2}")
+        raise ValueError(
+            f"window={window} too short for m={m}, d={d}, s={s}, t={t}: needs window >= {(m - 1) * d + s + t + 2}"
+        )
 
 
 def _onebox_rows(xs, *, m, d, t, s, exact):
@@ -635,7 +671,7 @@ def _slope_onebox_loop(xs, *, m, d, t, s, exact):
         """D(n, j) for n in [0, rows): (rows, B), accumulated c = 0..m-1 like :func:`_dist`."""
         acc = None
         for c in range(m):
-            xa = xs[c * d: c * d + rows]
+            xa = xs[c * d : c * d + rows]
             xb = lax.dynamic_index_in_dim(xs, j + c * d, 0, keepdims=True)  # (1, B)
             sq = _sq(xa - xb, exact)
             acc = sq if acc is None else acc + sq
@@ -654,10 +690,12 @@ def _slope_onebox_loop(xs, *, m, d, t, s, exact):
         d1 = jnp.where(upd, col_next[1:], d1)
         return best, d1, dmin, col_next
 
-    init = (jnp.full((nref, B), below_one, dt),  # accept D <= prev(1), i.e. D < 1
-            jnp.full((nref, B), jnp.nan, dt),
-            jnp.full((nref, B), jnp.inf, dt),
-            column(jnp.int32(0)))
+    init = (
+        jnp.full((nref, B), below_one, dt),  # accept D <= prev(1), i.e. D < 1
+        jnp.full((nref, B), jnp.nan, dt),
+        jnp.full((nref, B), jnp.inf, dt),
+        column(jnp.int32(0)),
+    )
     best, d1, dmin, _ = lax.fori_loop(0, N, body, init)
     has = ~jnp.isnan(d1)
     use1 = has & (d1 > 0)
@@ -686,17 +724,18 @@ def _slope_core(x, *, m, d, t, s, r, quantize, exact, path="cond"):
     :func:`_easy` on the host).
     """
     if r is None or path == "general":
-        lyap, found, _, status = _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
-                                       exact=exact, n_out=2)
+        lyap, found, _, status = _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact, n_out=2)
     else:
         xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
         lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
         if path == "cond":
             easy = jnp.all((eps0 > 1) | (status != Status.OK))
             lyap, found = lax.cond(
-                easy, lambda x: (lyap, found),
-                lambda x: _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact,
-                                n_out=2)[:2], x)
+                easy,
+                lambda x: (lyap, found),
+                lambda x: _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact, n_out=2)[:2],
+                x,
+            )
     S = _finish(lyap, found)
     slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
     return slope, status
@@ -718,8 +757,17 @@ def _windowed_chunk(traj, *, window, stride, m, d, t, s, r, quantize, path):
     """traj: (T, C) one weight chunk -> le (n_windows, C), status (n_windows, C)."""
     T, C = traj.shape
     nw = n_windows(T, window, stride)
-    slope, status = _slope_core(_windows(traj, window, stride), m=m, d=d, t=t, s=s, r=r,
-                                quantize=quantize, exact=traj.dtype == jnp.float64, path=path)
+    slope, status = _slope_core(
+        _windows(traj, window, stride),
+        m=m,
+        d=d,
+        t=t,
+        s=s,
+        r=r,
+        quantize=quantize,
+        exact=traj.dtype == jnp.float64,
+        path=path,
+    )
     return slope.reshape(nw, C), status.reshape(nw, C)
 
 
@@ -751,11 +799,22 @@ def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
     return slope.reshape(nw, C), status.reshape(nw, C), easy
 
 
-def windowed_le(traj: ArrayLike, *, window: int = 50, stride: int = 45, m: int = _UNSET,
-                d: int = _UNSET, t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
-                quantize: bool = _UNSET, mode: str = "auto", chunk_size: int = 256,
-                end_offset: int | None = None,
-                params: LyapunovParams | None = None) -> WindowedLE:
+def windowed_le(
+    traj: ArrayLike,
+    *,
+    window: int = 50,
+    stride: int = 45,
+    m: int = _UNSET,
+    d: int = _UNSET,
+    t: int = _UNSET,
+    s: int = _UNSET,
+    r: float | None = _UNSET,
+    quantize: bool = _UNSET,
+    mode: str = "auto",
+    chunk_size: int = 256,
+    end_offset: int | None = None,
+    params: LyapunovParams | None = None,
+) -> WindowedLE:
     """Per-window Lyapunov slope S(1) - S(0) of every trajectory in ``traj``.
 
     Settings: either ``params=LyapunovParams(...)`` or the keywords (defaults ``m=2, d=1, t=0,
@@ -782,8 +841,7 @@ def windowed_le(traj: ArrayLike, *, window: int = 50, stride: int = 45, m: int =
       :class:`WindowedLE` of NumPy arrays: ``le (n_windows, ...)`` in the mode's dtype (NaN
       where undefined), ``end_steps (n_windows,)`` int64, ``status (n_windows, ...)`` int8.
     """
-    kw = _settings("windowed_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
-                   quantize=quantize)
+    kw = _settings("windowed_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r, quantize=quantize)
     m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     _check_window(window, stride, m, d, s, t)
@@ -817,8 +875,7 @@ def windowed_le(traj: ArrayLike, *, window: int = 50, stride: int = 45, m: int =
         def general(w0, w1, width):
             for g0 in range(w0, w1, width):
                 g1 = min(g0 + width, w1)
-                l_c, s_c = _windowed_chunk(block(g0, g1, width).astype(dtype), path="general",
-                                           **kw)
+                l_c, s_c = _windowed_chunk(block(g0, g1, width).astype(dtype), path="general", **kw)
                 le[:, g0:g1] = np.asarray(l_c)[:, : g1 - g0]
                 status[:, g0:g1] = np.asarray(s_c)[:, : g1 - g0]
 
@@ -851,8 +908,9 @@ def windowed_le(traj: ArrayLike, *, window: int = 50, stride: int = 45, m: int =
 
 @functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize", "path"))
 def _update_jit(win, *, m, d, t, s, r, quantize, path):
-    slope, status = _slope_core(win, m=m, d=d, t=t, s=s, r=r, quantize=quantize,
-                                exact=win.dtype == jnp.float64, path=path)
+    slope, status = _slope_core(
+        win, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=win.dtype == jnp.float64, path=path
+    )
     return slope, status
 
 
@@ -893,10 +951,18 @@ def _update_easy(win, *, m, d, t, s, r, quantize):
     return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
 
 
-def window_le(win: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNSET,
-              s: int = _UNSET, r: float | None = _UNSET, quantize: bool = _UNSET,
-              mode: str = "auto",
-              params: LyapunovParams | None = None) -> tuple[jax.Array, jax.Array]:
+def window_le(
+    win: ArrayLike,
+    *,
+    m: int = _UNSET,
+    d: int = _UNSET,
+    t: int = _UNSET,
+    s: int = _UNSET,
+    r: float | None = _UNSET,
+    quantize: bool = _UNSET,
+    mode: str = "auto",
+    params: LyapunovParams | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Slope S(1) - S(0) of one window per weight.
 
     The streaming step: training's ring buffer yields ``win``; stateless (the state lives in
@@ -915,8 +981,7 @@ def window_le(win: ArrayLike, *, m: int = _UNSET, d: int = _UNSET, t: int = _UNS
       ``(slope, status)`` JAX arrays: slope ``(n_weights,)`` in the mode's dtype (NaN where
       undefined), status ``(n_weights,)`` int8 (:class:`Status`).
     """
-    kw = _settings("window_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
-                   quantize=quantize)
+    kw = _settings("window_le", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r, quantize=quantize)
     m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
     r = _check_static(m, d, t, s, r)
     if getattr(win, "ndim", None) != 2:
@@ -954,21 +1019,30 @@ class LyapunovStream:
       end_offset: the end steps' offset (see `jaxprune.windows.window_end_steps`).
     """
 
-    def __init__(self, n_weights: int, *, window: int = 50, stride: int = 45, m: int = _UNSET,
-                 d: int = _UNSET, t: int = _UNSET, s: int = _UNSET, r: float | None = _UNSET,
-                 quantize: bool = _UNSET, mode: str = "parity", end_offset: int | None = None,
-                 params: LyapunovParams | None = None):
-        kw = _settings("LyapunovStream", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r,
-                       quantize=quantize)
+    def __init__(
+        self,
+        n_weights: int,
+        *,
+        window: int = 50,
+        stride: int = 45,
+        m: int = _UNSET,
+        d: int = _UNSET,
+        t: int = _UNSET,
+        s: int = _UNSET,
+        r: float | None = _UNSET,
+        quantize: bool = _UNSET,
+        mode: str = "parity",
+        end_offset: int | None = None,
+        params: LyapunovParams | None = None,
+    ):
+        kw = _settings("LyapunovStream", params, _KW_DEFAULTS, m=m, d=d, t=t, s=s, r=r, quantize=quantize)
         m, d, t, s, r, quantize = (kw[k] for k in ("m", "d", "t", "s", "r", "quantize"))
-        self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r),
-                         quantize=bool(quantize))
+        self.opts = dict(m=m, d=d, t=t, s=s, r=_check_static(m, d, t, s, r), quantize=bool(quantize))
         _check_window(window, stride, m, d, s, t)
         if mode not in ("parity", "fast"):
             raise ValueError("mode must be 'parity' or 'fast'")
         self.dtype = _resolve_dtype(np.zeros(0, np.float32), mode)
-        self.n_weights, self.window, self.stride, self.end_offset = n_weights, window, stride, \
-            end_offset
+        self.n_weights, self.window, self.stride, self.end_offset = n_weights, window, stride, end_offset
         self._le: list[np.ndarray] = []
         self._status: list[np.ndarray] = []
 
@@ -976,8 +1050,7 @@ class LyapunovStream:
         """Slopes of one window: win ``(window, n_weights)`` -> ``(n_weights,)`` (JAX array, also
         stored)."""
         if tuple(win.shape) != (self.window, self.n_weights):
-            raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, "
-                             f"got {tuple(win.shape)}")
+            raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, got {tuple(win.shape)}")
         slope, status = window_le(jnp.asarray(win, self.dtype), **self.opts)
         self._le.append(np.asarray(slope))
         self._status.append(np.asarray(status))

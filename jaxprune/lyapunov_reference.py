@@ -21,6 +21,7 @@ Semantics (docs/lyapunov.md, as read from TISEAN's source):
 Every arithmetic step is a Python float (IEEE double) operation, so there is no contraction and
 no reassociation: the results are those of TISEAN compiled without FMA.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,7 @@ def quantize_f6(x: npt.ArrayLike) -> np.ndarray:
     return out
 
 
-def lyap_r_numpy(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float | None = None,
-                 quantize: bool = False):
+def lyap_r_numpy(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float | None = None, quantize: bool = False):
     """TISEAN ``lyap_r`` on one series, as a literal loop.
 
     x: 1-D array-like of length L (float64). Returns ``(S, found, skipped, status)``:
@@ -147,8 +147,18 @@ def lyap_r_numpy(x, *, m: int = 2, d: int = 1, t: int = 0, s: int = 20, r: float
     return S, found, skipped, OK
 
 
-def windowed_le_numpy(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1,
-                      t: int = 0, s: int = 20, r: float | None = 20.0, quantize: bool = False):
+def windowed_le_numpy(
+    traj,
+    *,
+    window: int = 50,
+    stride: int = 45,
+    m: int = 2,
+    d: int = 1,
+    t: int = 0,
+    s: int = 20,
+    r: float | None = 20.0,
+    quantize: bool = False,
+):
     """Per-window slope S(1) - S(0) by the literal loop. traj: (T,) or (T, W) -> (n_windows, ...)."""
     traj = np.asarray(traj, dtype=np.float64)
     T = traj.shape[0]
@@ -157,7 +167,8 @@ def windowed_le_numpy(traj, *, window: int = 50, stride: int = 45, m: int = 2, d
     out = np.full((n_windows, flat.shape[1]), np.nan)
     for k in range(n_windows):
         for w in range(flat.shape[1]):
-            S, _, _, _ = lyap_r_numpy(flat[stride * k: stride * k + window, w], m=m, d=d, t=t,
-                                      s=s, r=r, quantize=quantize)
+            S, _, _, _ = lyap_r_numpy(
+                flat[stride * k : stride * k + window, w], m=m, d=d, t=t, s=s, r=r, quantize=quantize
+            )
             out[k, w] = S[1] - S[0]
     return out.reshape((n_windows,) + traj.shape[1:])

@@ -7,6 +7,7 @@ sets) are both built on it, and `chance_iou` is the IoU two random sets of given
 average. Every name here is also importable from `jaxprune.prune` (and `iou` / `chance_iou`
 from `jaxprune.analysis`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -160,8 +161,7 @@ def iou(pruned_a: np.ndarray, pruned_b: np.ndarray) -> float:
     return 1.0 if union == 0 else int(np.sum(a & b)) / union
 
 
-def chance_iou(k_a: Sequence[int] | int, k_b: Sequence[int] | int,
-               n: Sequence[int] | int) -> float:
+def chance_iou(k_a: Sequence[int] | int, k_b: Sequence[int] | int, n: Sequence[int] | int) -> float:
     """Approximate expected IoU of two independent uniformly random sets of sizes ``k_a`` and
     ``k_b`` (per layer, when sequences of equal length) out of ``n`` (per layer):
     ``E|A&B| = sum k_a k_b / n``, IoU ~ ``E|A&B| / (|A| + |B| - E|A&B|)``. 1.0 when both are
@@ -172,9 +172,7 @@ def chance_iou(k_a: Sequence[int] | int, k_b: Sequence[int] | int,
     return 1.0 if union <= 0 else inter / union
 
 
-def pruned_iou(
-    mask_a: PyTree, mask_b: PyTree, *, layers: Sequence[int] | None = None
-) -> float:
+def pruned_iou(mask_a: PyTree, mask_b: PyTree, *, layers: Sequence[int] | None = None) -> float:
     """Intersection over union of the *pruned* kernel weights of two mask pytrees, in [0, 1].
 
     Restricted to `layers` (kernel indices, negatives from the end) if given. Two masks that

@@ -25,6 +25,7 @@ The two agree whenever every class occurs in ``y_true`` or ``y_pred`` (e.g. any 
 Labels must lie in ``[0, n_classes)``: out-of-range labels are not counted in the confusion
 matrix (they cannot be checked inside jit).
 """
+
 from __future__ import annotations
 
 import jax

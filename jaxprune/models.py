@@ -9,6 +9,7 @@ The training code works on the functional split of the module (``graphdef`` + a 
 of params, see `split_params` / `apply_fn`), so params are an ordinary pytree that optax, orbax and
 the masks of `jaxprune.prune` handle without knowing about NNX.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -75,9 +76,7 @@ class MLP(nnx.Module):
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.widths = widths
         self.activation = activation
-        self.layers = nnx.List(
-            [_linear(a, b, init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])]
-        )
+        self.layers = nnx.List([_linear(a, b, init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]

@@ -7,6 +7,7 @@ correction over the lags of each weight (Bonferroni, Holm) and / or over weights
 `jaxprune.prune.causal_mask` uses both; every name here is also importable from
 `jaxprune.prune`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

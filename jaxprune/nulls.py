@@ -26,6 +26,7 @@ The calibration record is the rejection rate of the chosen test at each lag, and
 min-over-lags rule, under the shuffle null: for an exact test every lag rejects ~alpha, and
 the min over L lags rejects up to ~1 - (1 - alpha)^L.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,7 @@ def parse_controls(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [n for n in names if n not in CONTROLS]
     if bad or not names:
-        raise ValueError(f"--null takes a comma list of {', '.join(CONTROLS)}, or none; "
-                         f"got {text!r}")
+        raise ValueError(f"--null takes a comma list of {', '.join(CONTROLS)}, or none; got {text!r}")
     return names
 
 
@@ -130,8 +130,9 @@ def noncausal_flags(outcome, cfg) -> tuple[np.ndarray, np.ndarray]:
     p = outcome.pmin
     if sel.round_pvalues is not None:
         p = prune.round_pvalues(p, sel.round_pvalues)
-    p = prune.corrected_pvalues(p, correction=sel.correction, lag_pvalues=outcome.lag_pvalues,
-                                n_lags=outcome.maxlag_used, family=testable)
+    p = prune.corrected_pvalues(
+        p, correction=sel.correction, lag_pvalues=outcome.lag_pvalues, n_lags=outcome.maxlag_used, family=testable
+    )
     with np.errstate(invalid="ignore"):
         noncausal = testable & (p >= sel.alpha)
     return noncausal, testable
@@ -146,8 +147,7 @@ def _fractions(noncausal, testable, groups: Sequence[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def sample_weights(layout: KernelLayout, layers, max_per_layer: int, seed: int
-                   ) -> list[np.ndarray]:
+def sample_weights(layout: KernelLayout, layers, max_per_layer: int, seed: int) -> list[np.ndarray]:
     """Per analysed layer, a sorted seeded sample of at most `max_per_layer` flat indices."""
     rng = np.random.default_rng([seed, 0x4E55])
     analysed = prune.analysed_weights(layout, layers)
@@ -169,9 +169,19 @@ def _prepare(le: np.ndarray, fill: float) -> np.ndarray:
     return x
 
 
-def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, ncfg: NullConfig,
-                  *, seed: int, mask: str, real_outcome, other_le: Sequence[np.ndarray] = (),
-                  calibration: bool = False) -> tuple[list[dict], dict | None]:
+def null_controls(
+    le: np.ndarray,
+    risk: np.ndarray,
+    cfg,
+    layout: KernelLayout,
+    ncfg: NullConfig,
+    *,
+    seed: int,
+    mask: str,
+    real_outcome,
+    other_le: Sequence[np.ndarray] = (),
+    calibration: bool = False,
+) -> tuple[list[dict], dict | None]:
     """Null-control records for one seed and one mask.
 
     le: ``(n, n_weights)`` the real LE series of the mask's windows; risk ``(n,)``;
@@ -183,8 +193,7 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
     """
     from jaxprune import select as select_stage
 
-    groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1])
-                  for i in range(layout.n_layers)]
+    groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1]) for i in range(layout.n_layers)]
     analysed = prune.analysed_weights(layout, cfg.selection.layers)
     groups_all = [g[analysed[g]] for g in groups_all]
     nc, tb = noncausal_flags(real_outcome, cfg)
@@ -203,8 +212,7 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
             if not draws:
                 continue  # needs >= 2 seeds
         else:
-            rng = np.random.default_rng([seed, CONTROLS.index(control), 0xC0DE,
-                                         0 if mask == "legcnet_ft" else 1])
+            rng = np.random.default_rng([seed, CONTROLS.index(control), 0xC0DE, 0 if mask == "legcnet_ft" else 1])
             draws = None
         fractions, lag_reject, min_reject, n_tested = [], 0.0, 0.0, 0
         k = len(draws) if draws is not None else ncfg.draws
@@ -233,18 +241,32 @@ def null_controls(le: np.ndarray, risk: np.ndarray, cfg, layout: KernelLayout, n
                 continue  # layer outside the analysed set
             f = fractions[:, i]
             p = (1 + int(np.sum(f <= real[i]))) / (k + 1) if np.isfinite(real[i]) else None
-            records.append({
-                "seed": int(seed), "mask": mask, "layer": i, "control": control,
-                "real_fraction": _num(real[i]), "null_fraction": _num(np.nanmean(f)),
-                "p_value": p, "draws": int(k), "null_fraction_sd": _num(np.nanstd(f)),
-                "null_fractions": [_num(v) for v in f], "n_sampled": int(samples[i].size),
-                "seconds": seconds,
-            })
+            records.append(
+                {
+                    "seed": int(seed),
+                    "mask": mask,
+                    "layer": i,
+                    "control": control,
+                    "real_fraction": _num(real[i]),
+                    "null_fraction": _num(np.nanmean(f)),
+                    "p_value": p,
+                    "draws": int(k),
+                    "null_fraction_sd": _num(np.nanstd(f)),
+                    "null_fractions": [_num(v) for v in f],
+                    "n_sampled": int(samples[i].size),
+                    "seconds": seconds,
+                }
+            )
         if calibration and control == "shuffle" and n_tested:
-            calib = {"seed": int(seed), "mask": mask, "test": cfg.granger.test,
-                     "alpha": cfg.selection.alpha,
-                     "lag_rejection": [float(v) / n_tested for v in np.atleast_1d(lag_reject)],
-                     "min_p_rejection": min_reject / n_tested, "n_series": n_tested}
+            calib = {
+                "seed": int(seed),
+                "mask": mask,
+                "test": cfg.granger.test,
+                "alpha": cfg.selection.alpha,
+                "lag_rejection": [float(v) / n_tested for v in np.atleast_1d(lag_reject)],
+                "min_p_rejection": min_reject / n_tested,
+                "n_series": n_tested,
+            }
     return records, calib
 
 
@@ -281,12 +303,16 @@ def verdict(records: Sequence[dict], level: float = 0.05) -> list[str]:
         real = float(np.nanmean([r["real_fraction"] for r in rs]))
         null = float(np.nanmean([r["null_fraction"] for r in rs]))
         below = sum(r["real_fraction"] < r["null_fraction"] for r in rs)
-        detail = (f"mean non-causal fraction {real:.3f} real vs {null:.3f} null; real below the "
-                  f"null in {below} of {len(rs)} layer/seed cases; min empirical p {min(ps):.3g}")
+        detail = (
+            f"mean non-causal fraction {real:.3f} real vs {null:.3f} null; real below the "
+            f"null in {below} of {len(rs)} layer/seed cases; min empirical p {min(ps):.3g}"
+        )
         k = max(r["draws"] for r in rs)
         if 1 / (k + 1) > level:
-            lines.append(f"{mask}: {control} null: cannot be decided at p <= {level:g} with "
-                         f"{k} draw(s) (p >= {1 / (k + 1):.3g}) ({detail}).")
+            lines.append(
+                f"{mask}: {control} null: cannot be decided at p <= {level:g} with "
+                f"{k} draw(s) (p >= {1 / (k + 1):.3g}) ({detail})."
+            )
             continue
         n_sig = sum(p <= level * (1 + 1e-9) for p in ps)
         if n_sig == len(ps):

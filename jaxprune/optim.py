@@ -5,6 +5,7 @@ The mask is a pytree with the structure of the params and boolean leaves (True =
 that are 0 at the pruned positions (`jaxprune.prune.apply_mask`). Every name here is also
 importable from `jaxprune.prune`; ``masked`` is the deprecated name of `masked_optimizer`.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -42,9 +43,7 @@ class MaskedState(NamedTuple):
     mask: PyTree
 
 
-def masked_optimizer(
-    inner: optax.GradientTransformation, mask: PyTree
-) -> optax.GradientTransformationExtraArgs:
+def masked_optimizer(inner: optax.GradientTransformation, mask: PyTree) -> optax.GradientTransformationExtraArgs:
     """Wrap any optax optimizer so that pruned weights stay exactly 0 (jaxpruner-style).
 
     ``update`` zeros the incoming gradients at pruned positions *before* the inner transform, so

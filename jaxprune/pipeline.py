@@ -24,6 +24,7 @@ Every stage checkpoints (orbax for training, ``.npz`` / ``.json`` for finished s
 killed run resumes to identical masks and metrics. Parity mode (float64 Lyapunov) runs inside a
 scoped ``jax.enable_x64`` block: the global flag is left as the caller set it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,16 +79,30 @@ def le_window_fn(cfg: LegcnetConfig, sample_idx: np.ndarray) -> Callable:
     dtype = jnp.float64 if ly.le_mode == "parity" else jnp.float32
     sample_idx = jnp.asarray(sample_idx, jnp.int32)
     sharded = _use_sharding(cfg) and sharding.window_le_fn(
-        memory_budget_bytes=_budget_bytes(cfg), window=cfg.train.window, m=ly.m, d=ly.d,
-        t=ly.theiler, s=ly.s, r=ly.r, quantize=ly.quantize, mode=ly.le_mode)
+        memory_budget_bytes=_budget_bytes(cfg),
+        window=cfg.train.window,
+        m=ly.m,
+        d=ly.d,
+        t=ly.theiler,
+        s=ly.s,
+        r=ly.r,
+        quantize=ly.quantize,
+        mode=ly.le_mode,
+    )
 
     def fn(win):
         if sharded:  # weight axis over all devices, chunked to the memory budget
             slope, status = sharded(win)
         else:
             slope, status = lyapunov.windowed_le_update(
-                win.astype(dtype), m=ly.m, d=ly.d, t=ly.theiler, s=ly.s, r=ly.r,
-                quantize=ly.quantize, mode=ly.le_mode,
+                win.astype(dtype),
+                m=ly.m,
+                d=ly.d,
+                t=ly.theiler,
+                s=ly.s,
+                r=ly.r,
+                quantize=ly.quantize,
+                mode=ly.le_mode,
             )
         out = {"le": slope, "status": status.astype(jnp.int8)}
         if sample_idx.size:  # orbax cannot checkpoint zero-size arrays
@@ -104,9 +119,17 @@ def verify_sample_indices(n_weights: int, k: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_weights, size=min(k, n_weights), replace=False))
 
 
-def fit_dense(dataset, cfg: LegcnetConfig, seed: int, *, checkpoint_dir=None,
-              resume: bool = False, progress: bool = False, on_pt: Callable | None = None,
-              checkpoint_every_s: float = 30.0) -> DenseRun:
+def fit_dense(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    *,
+    checkpoint_dir=None,
+    resume: bool = False,
+    progress: bool = False,
+    on_pt: Callable | None = None,
+    checkpoint_every_s: float = 30.0,
+) -> DenseRun:
     """The dense stage: dense training with the Lyapunov kernel inside the epoch.
 
     on_pt(le ``(pt_windows, n_weights)``, risk ``(pt_windows,)``, end_step): called once the
@@ -127,15 +150,19 @@ def fit_dense(dataset, cfg: LegcnetConfig, seed: int, *, checkpoint_dir=None,
             on_pt(np.stack(pt_state["le"]), np.asarray(pt_state["risk"]), win.end_step)
 
     trainer = Trainer(
-        tcfg, dataset.x_train, dataset.y_train, n_classes=dataset.n_classes,
-        x_test=dataset.x_test, y_test=dataset.y_test,
-        window_fn=le_window_fn(cfg, sample), checkpoint_dir=checkpoint_dir,
+        tcfg,
+        dataset.x_train,
+        dataset.y_train,
+        n_classes=dataset.n_classes,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        window_fn=le_window_fn(cfg, sample),
+        checkpoint_dir=checkpoint_dir,
         checkpoint_every_s=checkpoint_every_s,
     )
     t0 = time.perf_counter()
     try:
-        res = trainer.fit(resume=resume, on_window=on_window, progress=progress,
-                          progress_desc=f"seed {seed} dense+LE")
+        res = trainer.fit(resume=resume, on_window=on_window, progress=progress, progress_desc=f"seed {seed} dense+LE")
     except TrainingDiverged as err:
         raise TrainingDiverged(f"seed {seed}, dense stage: {err}") from None
     seconds = time.perf_counter() - t0
@@ -148,24 +175,39 @@ def fit_dense(dataset, cfg: LegcnetConfig, seed: int, *, checkpoint_dir=None,
     hist_acc = np.asarray(res.history["train_accuracy"])
     reached = np.nonzero(hist_acc >= cfg.retrain.target_accuracy)[0]
     return DenseRun(
-        le=outputs["le"], le_status=outputs["status"],
+        le=outputs["le"],
+        le_status=outputs["status"],
         # verify_sample=0 records no raw windows (the window function then returns no "sample")
-        sample_windows=outputs.get("sample", np.zeros(
-            (len(res.window_end_steps), tcfg.window, 0), np.float32)),
-        sample_idx=sample, risk=res.risk, end_steps=res.window_end_steps,
-        train_accuracy_history=hist_acc, loss_history=np.asarray(res.history["loss"]),
-        epoch_seconds=np.asarray(res.epoch_seconds), seconds=float(seconds),
-        train_accuracy=float(res.train_accuracy), test_accuracy=float(res.test_accuracy),
+        sample_windows=outputs.get("sample", np.zeros((len(res.window_end_steps), tcfg.window, 0), np.float32)),
+        sample_idx=sample,
+        risk=res.risk,
+        end_steps=res.window_end_steps,
+        train_accuracy_history=hist_acc,
+        loss_history=np.asarray(res.history["loss"]),
+        epoch_seconds=np.asarray(res.epoch_seconds),
+        seconds=float(seconds),
+        train_accuracy=float(res.train_accuracy),
+        test_accuracy=float(res.test_accuracy),
         dense_epochs_to_threshold=int(reached[0] + 1 if reached.size else -1),
-        steps=int(res.steps), epochs=int(res.epochs),
+        steps=int(res.steps),
+        epochs=int(res.epochs),
         init_leaves=tuple(jax.tree.leaves(res.init_params)),
         param_leaves=tuple(jax.tree.leaves(res.params)),
     )
 
 
-def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resume: bool,
-                progress: bool, on_pt: Callable | None = None,
-                checkpoint_every_s: float = 30.0, digest: str | None = None) -> DenseRun:
+def train_dense(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    seed_dir: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    on_pt: Callable | None = None,
+    checkpoint_every_s: float = 30.0,
+    digest: str | None = None,
+) -> DenseRun:
     """The dense stage with its file: `fit_dense`, cached in ``seed_dir/dense.npz``.
 
     digest: the stage's digest (`dense_stage_digest`), stored in dense.npz (``run_digest``): a
@@ -181,8 +223,16 @@ def train_dense(dataset, cfg: LegcnetConfig, seed: int, seed_dir: Path, *, resum
         resume = False  # another run's stage: recompute it from scratch
     if not resume:
         rundir.discard_checkpoints(seed_dir / "ckpt_train")  # never continue old checkpoints
-    dense = fit_dense(dataset, cfg, seed, checkpoint_dir=seed_dir / "ckpt_train", resume=resume,
-                      progress=progress, on_pt=on_pt, checkpoint_every_s=checkpoint_every_s)
+    dense = fit_dense(
+        dataset,
+        cfg,
+        seed,
+        checkpoint_dir=seed_dir / "ckpt_train",
+        resume=resume,
+        progress=progress,
+        on_pt=on_pt,
+        checkpoint_every_s=checkpoint_every_s,
+    )
     if digest is not None:
         dense = dataclasses.replace(dense, run_digest=digest)
     rundir.save_dense(out, dense)
@@ -194,9 +244,7 @@ def evaluate_record(trainer: Trainer, params, mask, dataset) -> dict:
     """Test metrics, sparsity and FLOPs of a (sparse) net."""
     logits = trainer.apply(params, jnp.asarray(dataset.x_test))
     y_pred = np.asarray(predict_labels(logits))
-    cm = metrics.classification_metrics(
-        jnp.asarray(dataset.y_test), jnp.asarray(y_pred), dataset.n_classes
-    )
+    cm = metrics.classification_metrics(jnp.asarray(dataset.y_test), jnp.asarray(y_pred), dataset.n_classes)
     summary = prune.mask_summary(mask)
     flops = prune.sparse_flops(mask)
     return {
@@ -212,10 +260,20 @@ def evaluate_record(trainer: Trainer, params, mask, dataset) -> dict:
     }
 
 
-def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None = None,
-            checkpoint_dir=None, resume=False, progress=False, desc="retrain",
-            checkpoint_every_s: float = 30.0,
-            epoch_fn_cache: dict | None = None) -> tuple[dict, Any, dict]:
+def retrain(
+    dataset,
+    cfg: LegcnetConfig,
+    init_params,
+    mask,
+    *,
+    seed: int | None = None,
+    checkpoint_dir=None,
+    resume=False,
+    progress=False,
+    desc="retrain",
+    checkpoint_every_s: float = 30.0,
+    epoch_fn_cache: dict | None = None,
+) -> tuple[dict, Any, dict]:
     """Train from `init_params` with `mask` applied (pruned weights stay exactly 0) until the
     training accuracy reaches ``cfg.target_accuracy`` or ``cfg.retrain_epochs`` pass.
 
@@ -230,16 +288,27 @@ def retrain(dataset, cfg: LegcnetConfig, init_params, mask, *, seed: int | None 
     tcfg = cfg.train if seed is None else cfg.train.replace(seed=int(seed))
     tx = prune.masked(make_optimizer(tcfg), mask)
     trainer = Trainer(
-        tcfg, dataset.x_train, dataset.y_train, n_classes=dataset.n_classes,
-        x_test=dataset.x_test, y_test=dataset.y_test, tx=tx,
-        init_params=prune.apply_mask(init_params, mask), checkpoint_dir=checkpoint_dir,
-        checkpoint_every_s=checkpoint_every_s, epoch_fn_cache=epoch_fn_cache,
+        tcfg,
+        dataset.x_train,
+        dataset.y_train,
+        n_classes=dataset.n_classes,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        tx=tx,
+        init_params=prune.apply_mask(init_params, mask),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every_s=checkpoint_every_s,
+        epoch_fn_cache=epoch_fn_cache,
     )
     t0 = time.perf_counter()
     try:
-        res = trainer.fit(epochs=cfg.retrain_epochs, resume=resume,
-                          target_train_accuracy=cfg.retrain.target_accuracy, progress=progress,
-                          progress_desc=desc)
+        res = trainer.fit(
+            epochs=cfg.retrain_epochs,
+            resume=resume,
+            target_train_accuracy=cfg.retrain.target_accuracy,
+            progress=progress,
+            progress_desc=desc,
+        )
     except TrainingDiverged as err:
         raise TrainingDiverged(f"{desc} (retraining): {err}") from None
     record = evaluate_record(trainer, res.params, mask, dataset)
@@ -267,8 +336,7 @@ def analyze_dense(dense: DenseRun, params_like, cfg: LegcnetConfig, seed: int) -
     with the trained params rebuilt like `params_like`. The result also reads as the dict this
     function returned before (``analysis["masks"]``)."""
     params = load_params(dense, params_like, "params")
-    return select_stage.analyze(np.asarray(dense["le"]), np.asarray(dense["risk"]), params, cfg,
-                                seed=seed)
+    return select_stage.analyze(np.asarray(dense["le"]), np.asarray(dense["risk"]), params, cfg, seed=seed)
 
 
 def dense_stage_digest(cfg: LegcnetConfig, dataset, seed: int) -> str:
@@ -283,10 +351,19 @@ def dense_stage_digest(cfg: LegcnetConfig, dataset, seed: int) -> str:
     ly = cfg.lyapunov
     # the flat key names of the first release: dense stages computed before the config was
     # grouped keep their digest (and are reused)
-    key = {"train": cfg.train.replace(seed=int(seed)).to_dict(), "le_mode": ly.le_mode,
-           "m": ly.m, "d": ly.d, "theiler": ly.theiler, "s": ly.s, "r": ly.r,
-           "quantize": ly.quantize, "verify_sample": cfg.verify_sample,
-           "data_sha256": rundir.data_digest(dataset), "version": __version__}
+    key = {
+        "train": cfg.train.replace(seed=int(seed)).to_dict(),
+        "le_mode": ly.le_mode,
+        "m": ly.m,
+        "d": ly.d,
+        "theiler": ly.theiler,
+        "s": ly.s,
+        "r": ly.r,
+        "quantize": ly.quantize,
+        "verify_sample": cfg.verify_sample,
+        "data_sha256": rundir.data_digest(dataset),
+        "version": __version__,
+    }
     return hashlib.sha256(json.dumps(rundir.json_safe(key), sort_keys=True).encode()).hexdigest()
 
 
@@ -303,9 +380,17 @@ _reuse_dense = rundir.reuse_dense  # kept for callers of the old private name
 _save_analysis = rundir.save_analysis  # kept for callers of the old private name
 
 
-def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: bool = False,
-             progress: bool = False, checkpoint_every_s: float = 30.0,
-             digest: str | None = None) -> dict:
+def run_seed(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    checkpoint_every_s: float = 30.0,
+    digest: str | None = None,
+) -> dict:
     """Dense -> select -> retraining for one seed; returns the seed's records and summaries.
 
     digest: the run's fingerprint digest; the retraining records carry it and one without it
@@ -318,12 +403,23 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
     def on_pt(le, risk, step):
         t0 = time.perf_counter()
         outcome = granger_on_le(le, risk, cfg)
-        pt_decision.update(step=int(step), seconds=time.perf_counter() - t0,
-                           pruned_pending=int(np.sum(np.nan_to_num(outcome.pmin, nan=0) >= alpha)))
+        pt_decision.update(
+            step=int(step),
+            seconds=time.perf_counter() - t0,
+            pruned_pending=int(np.sum(np.nan_to_num(outcome.pmin, nan=0) >= alpha)),
+        )
 
-    dense = train_dense(dataset, cfg, seed, seed_dir, resume=resume, progress=progress,
-                        on_pt=on_pt, checkpoint_every_s=checkpoint_every_s,
-                        digest=None if digest is None else dense_stage_digest(cfg, dataset, seed))
+    dense = train_dense(
+        dataset,
+        cfg,
+        seed,
+        seed_dir,
+        resume=resume,
+        progress=progress,
+        on_pt=on_pt,
+        checkpoint_every_s=checkpoint_every_s,
+        digest=None if digest is None else dense_stage_digest(cfg, dataset, seed),
+    )
     timings.setdefault("train_and_le", float(dense.seconds))
     _, params_like = _init_params(dataset, cfg, seed)
     analysis = analyze_dense(dense, params_like, cfg, seed)
@@ -340,18 +436,29 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
             rec = None  # another run's record
         if rec is None or not rundir.retrained_path(out_dir, seed, name).exists():
             done = retrain_mask(
-                dataset, cfg, init_params, mask, seed=seed,
-                checkpoint_dir=seed_dir / f"ckpt_retrain_{name}", resume=resume,
-                progress=progress, desc=f"seed {seed} {name}",
-                checkpoint_every_s=checkpoint_every_s, epoch_fn_cache=compiled)
+                dataset,
+                cfg,
+                init_params,
+                mask,
+                seed=seed,
+                checkpoint_dir=seed_dir / f"ckpt_retrain_{name}",
+                resume=resume,
+                progress=progress,
+                desc=f"seed {seed} {name}",
+                checkpoint_every_s=checkpoint_every_s,
+                epoch_fn_cache=compiled,
+            )
             rec = done.record
             # the sparse net's kernels and per-epoch curves, for the spectra and the figures
             rundir.save_retrained(out_dir, seed, name, done.params, done.history, rec)
             baseline = name.split("_")[0] in ("random", "magnitude")
             method = name.split("_")[0] if baseline else name
-            rec.update(method=method, seed=seed, name=name,
-                       matched_to=("legcnet_pt" if name.endswith("_pt") else "legcnet_ft")
-                       if baseline else None)
+            rec.update(
+                method=method,
+                seed=seed,
+                name=name,
+                matched_to=("legcnet_pt" if name.endswith("_pt") else "legcnet_ft") if baseline else None,
+            )
             rundir.write_json(rec_path, {**rec, "run_digest": digest} if digest else rec)
         records.append(rec)
     timings["retrain"] = float(sum(r["seconds"] for r in records))
@@ -359,8 +466,7 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
 
     dense_rec = next(r for r in records if r["method"] == "dense")
     dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
-    timings["le_estimate"] = max(
-        0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
+    timings["le_estimate"] = max(0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
     summaries = {m: analysis.method_summary(m) for m in ("legcnet_ft", "legcnet_pt")}
     return {
         "seed": seed,
@@ -371,7 +477,8 @@ def run_seed(dataset, cfg: LegcnetConfig, seed: int, out_dir: Path, *, resume: b
         "dense_full_run": {
             "train_accuracy": float(dense.train_accuracy),
             "test_accuracy": float(dense.test_accuracy),
-            "epochs": int(dense.epochs), "steps": int(dense.steps),
+            "epochs": int(dense.epochs),
+            "steps": int(dense.steps),
             "epochs_to_threshold": int(dense.dense_epochs_to_threshold),
             "n_windows": dense.n_windows,
         },
@@ -400,20 +507,34 @@ def check_window_count(dataset, cfg: LegcnetConfig) -> int:
     n = window_count(steps, t.window, t.stride)
     need = 5 + (1 if cfg.granger.stationarity else 0)
     if len(dataset.y_test) == 0:
-        raise ValueError(f"{dataset.name}: the test split is empty ({len(dataset.y_train)} "
-                         "training examples in all); the data set is too small")
+        raise ValueError(
+            f"{dataset.name}: the test split is empty ({len(dataset.y_train)} "
+            "training examples in all); the data set is too small"
+        )
     if n < need:
         raise ValueError(
             f"{dataset.name}: {t.epochs} epochs x {steps_per_epoch(len(dataset.y_train), t.batch_size)}"
             f" steps = {steps} steps give {n} windows of {t.window} (stride {t.stride}); a "
-            f"Granger test needs >= {need}: train longer, use more data or a shorter --window")
+            f"Granger test needs >= {need}: train longer, use more data or a shorter --window"
+        )
     return n
 
 
-def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: bool = False,
-        overwrite: bool = False, progress: bool = False, checkpoint_every_s: float = 30.0,
-        log: Callable[[str], None] | None = None, reuse_dense_from=None,
-        nulls: Any = "default", sparsities: Sequence[float] = ()) -> dict:
+def run(
+    dataset,
+    cfg: LegcnetConfig,
+    seeds: Sequence[int],
+    out_dir,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    checkpoint_every_s: float = 30.0,
+    log: Callable[[str], None] | None = None,
+    reuse_dense_from=None,
+    nulls: Any = "default",
+    sparsities: Sequence[float] = (),
+) -> dict:
     """The whole pipeline over seeds; writes ``results.json`` and ``report.md`` into out_dir.
 
     The data split follows each seed too when `dataset` is a callable ``seed -> Dataset``.
@@ -451,19 +572,40 @@ def run(dataset, cfg: LegcnetConfig, seeds: Sequence[int], out_dir, *, resume: b
     from jaxprune.report import write_report
 
     with x64_scope(cfg):  # parity mode is float64 (the report's statistics too, as before)
-        results = _run_seeds(dataset, cfg, seeds, out_dir, first, fingerprint["digest"],
-                             resume=resume, progress=progress,
-                             checkpoint_every_s=checkpoint_every_s,
-                             reuse_dense_from=reuse_dense_from, nulls=nulls,
-                             sparsities=sparsities)
+        results = _run_seeds(
+            dataset,
+            cfg,
+            seeds,
+            out_dir,
+            first,
+            fingerprint["digest"],
+            resume=resume,
+            progress=progress,
+            checkpoint_every_s=checkpoint_every_s,
+            reuse_dense_from=reuse_dense_from,
+            nulls=nulls,
+            sparsities=sparsities,
+        )
         save_metrics(out_dir / "results.json", results)
         write_report(results, out_dir / "report.md")
     return results
 
 
-def _run_seeds(dataset, cfg: LegcnetConfig, seeds: list[int], out_dir: Path, first,
-               digest: str, *, resume: bool, progress: bool, checkpoint_every_s: float,
-               reuse_dense_from, nulls, sparsities) -> dict:
+def _run_seeds(
+    dataset,
+    cfg: LegcnetConfig,
+    seeds: list[int],
+    out_dir: Path,
+    first,
+    digest: str,
+    *,
+    resume: bool,
+    progress: bool,
+    checkpoint_every_s: float,
+    reuse_dense_from,
+    nulls,
+    sparsities,
+) -> dict:
     """Every seed's stages, then the controls; the results dict of `run`."""
     from jaxprune import controls
 
@@ -471,26 +613,39 @@ def _run_seeds(dataset, cfg: LegcnetConfig, seeds: list[int], out_dir: Path, fir
     for seed in seeds:
         data = dataset(seed) if callable(dataset) else dataset
         if reuse_dense_from is not None:
-            rundir.reuse_dense(Path(reuse_dense_from), out_dir, seed,
-                               dense_stage_digest(cfg, data, seed))
-        per_seed.append(run_seed(data, cfg, seed, out_dir, resume=resume, progress=progress,
-                                 checkpoint_every_s=checkpoint_every_s, digest=digest))
+            rundir.reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
+        per_seed.append(
+            run_seed(
+                data,
+                cfg,
+                seed,
+                out_dir,
+                resume=resume,
+                progress=progress,
+                checkpoint_every_s=checkpoint_every_s,
+                digest=digest,
+            )
+        )
     return {
         "dataset": first.name,
         "config": cfg.to_dict(),
         "seeds": seeds,
         "runs": [r for s in per_seed for r in s["records"]],
         "per_seed": [{k: v for k, v in s.items() if k != "records"} for s in per_seed],
-        **controls.run_controls(dataset, cfg, seeds, out_dir, nulls=nulls,
-                                sparsities=sparsities, resume=resume),
-        "jax": {"version": jax.__version__, "backend": jax.default_backend(),
-                "devices": [str(d) for d in jax.devices()]},
+        **controls.run_controls(dataset, cfg, seeds, out_dir, nulls=nulls, sparsities=sparsities, resume=resume),
+        "jax": {
+            "version": jax.__version__,
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+        },
     }
 
 
 # ------------------------------------------------------------------------------ analyze
-def analyze_train_dir(run_dir, make_config: Callable[[LegcnetConfig], LegcnetConfig] | None = None,
-                      ) -> dict:
+def analyze_train_dir(
+    run_dir,
+    make_config: Callable[[LegcnetConfig], LegcnetConfig] | None = None,
+) -> dict:
     """LE (if not recorded) + Granger + masks for a directory written by `jaxprune train`.
 
     Reads ``metrics.json`` (config, data set), ``windows.npz`` (risk, and the LE series when the
@@ -516,14 +671,14 @@ def analyze_train_dir(run_dir, make_config: Callable[[LegcnetConfig], LegcnetCon
             le_source = "recorded during training"
         else:
             traj = rundir.load_trajectory(run_dir)
-            res = lyapunov.windowed_le(traj, window=tcfg.window, stride=tcfg.stride,
-                                       params=cfg.lyapunov.params, mode=cfg.lyapunov.le_mode)
+            res = lyapunov.windowed_le(
+                traj, window=tcfg.window, stride=tcfg.stride, params=cfg.lyapunov.params, mode=cfg.lyapunov.le_mode
+            )
             le = np.asarray(res.le)[: len(risk)]
             le_source = f"computed from trajectory.npy ({cfg.lyapunov.le_mode} mode)"
         le_seconds = time.perf_counter() - t0
         analysis = select_stage.analyze(le, risk, params, cfg, baselines=False)
     summaries = {m: analysis.method_summary(m) for m in analysis.granger}
-    out = {"config": cfg.to_dict(), "le_source": le_source, "le_seconds": le_seconds,
-           "summaries": summaries}
+    out = {"config": cfg.to_dict(), "le_source": le_source, "le_seconds": le_seconds, "summaries": summaries}
     rundir.save_train_analysis(run_dir, analysis, out)
     return out

@@ -31,6 +31,7 @@ Equality with single-net training: under float64 (x64, float64 params) a member 
 members differ from the single-net path by rounding (~1e-6 relative), like any two XLA programs.
 See docs/population.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -145,9 +146,7 @@ class PopulationTrainer:
         x_train = np.asarray(x_train)
         y_train = np.asarray(y_train)
         if x_train.ndim != 2 or y_train.shape != (x_train.shape[0],) or x_train.shape[0] < 1:
-            raise ValueError(
-                f"x_train must be (n>=1, features) and y_train (n,); got {x_train.shape}, {y_train.shape}"
-            )
+            raise ValueError(f"x_train must be (n>=1, features) and y_train (n,); got {x_train.shape}, {y_train.shape}")
         if (x_test is None) != (y_test is None):
             raise ValueError("give both x_test and y_test, or neither")
         self.config = config
@@ -191,14 +190,14 @@ class PopulationTrainer:
     # ----------------------------------------------------------------- members
     def seeded_params(self, seeds: Sequence[int]) -> PyTree:
         """The seeded init of every seed (as `Trainer` draws it), stacked ``(P, ...)``."""
-        return _stack([
-            models.init_mlp(self.widths, activation=self.config.activation,
-                            init=self.config.init, seed=int(s))[1]
-            for s in seeds
-        ])
+        return _stack(
+            [
+                models.init_mlp(self.widths, activation=self.config.activation, init=self.config.init, seed=int(s))[1]
+                for s in seeds
+            ]
+        )
 
-    def _as_members(self, tree: PyTree | Sequence[PyTree] | None, n: int, what: str,
-                    default: PyTree) -> PyTree:
+    def _as_members(self, tree: PyTree | Sequence[PyTree] | None, n: int, what: str, default: PyTree) -> PyTree:
         """A list of pytrees, a stacked pytree or one pytree (broadcast) -> stacked ``(n, ...)``."""
         if tree is None:
             tree = default
@@ -214,8 +213,7 @@ class PopulationTrainer:
         if shapes == ref:  # one pytree for all members
             return jax.tree.map(lambda a: np.broadcast_to(np.asarray(a), (n,) + np.shape(a)), tree)
         if shapes != [(n,) + s for s in ref]:
-            raise ValueError(f"{what} leaves have shapes {shapes}; expected {ref} or with a "
-                             f"leading member axis of {n}")
+            raise ValueError(f"{what} leaves have shapes {shapes}; expected {ref} or with a leading member axis of {n}")
         return tree
 
     def initial_state(self, init_params: PyTree, masks: PyTree) -> tuple[PyTree, PyTree]:
@@ -253,8 +251,7 @@ class PopulationTrainer:
             n += _tree_bytes([self.x_test, self.y_test])
         return n
 
-    def chunk_size(self, n_members: int, memory_budget_bytes: float | None,
-                   dtype=jnp.float32) -> int:
+    def chunk_size(self, n_members: int, memory_budget_bytes: float | None, dtype=jnp.float32) -> int:
         """Members per chunk: all of them, or as many as `memory_budget_bytes` (per device)
         holds; with several devices a multiple of their number (padding members fill it)."""
         if n_members < 1:
@@ -278,8 +275,9 @@ class PopulationTrainer:
         out = {}
         for n, fn in self._compiled.values():
             ma = fn.memory_analysis()
-            out[n] = 0 if ma is None else int(
-                ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes)
+            out[n] = (
+                0 if ma is None else int(ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes)
+            )
         return out
 
     # ----------------------------------------------------------------- compiled
@@ -306,8 +304,7 @@ class PopulationTrainer:
             # a frozen member keeps its state: select, so that the program is the same for all
             p_new, o_new = jax.tree.map(lambda n, old: jnp.where(act, n, old), (p_new, o_new), (p, o))
             train_acc = accuracy(self.apply, p_new, x_train, y_train)
-            test_acc = (accuracy(self.apply, p_new, x_test, y_test)
-                        if self.has_test else jnp.zeros((), train_acc.dtype))
+            test_acc = accuracy(self.apply, p_new, x_test, y_test) if self.has_test else jnp.zeros((), train_acc.dtype)
             return p_new, o_new, losses, accs, train_acc, test_acc
 
         return jax.vmap(member)(params, opt_state, seeds, active)
@@ -318,8 +315,7 @@ class PopulationTrainer:
     def _epoch_fn(self, params, opt_state, seeds, active, epoch):
         """The compiled epoch for these shapes (compiled once per shape/dtype signature)."""
         args = (params, opt_state, seeds, active, epoch, self._data())
-        key = (jax.tree.structure(args),
-               tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)))
+        key = (jax.tree.structure(args), tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)))
         fn = self._compiled.get(key, (None, None))[1]
         compile_s = 0.0
         if fn is None:
@@ -392,16 +388,19 @@ class PopulationTrainer:
             # pad the last chunk with copies of its last member (inactive, dropped), so that every
             # chunk has the same shape and runs the same compiled program
             padded = np.concatenate([members, np.full(chunk_size - len(members), members[-1])])
-            part, cs = self._fit_chunk(seeds[padded], _take(init, padded), _take(masks, padded),
-                                       len(members), epochs, target_train_accuracy)
+            part, cs = self._fit_chunk(
+                seeds[padded], _take(init, padded), _take(masks, padded), len(members), epochs, target_train_accuracy
+            )
             compile_s += cs
             parts.append(part)
         cat = lambda *xs: np.concatenate(xs)
         hist = {}
         for k in parts[0]["history"]:
             width = max(p["history"][k].shape[1] for p in parts)
-            padded_h = [np.pad(p["history"][k], ((0, 0), (0, width - p["history"][k].shape[1])),
-                               constant_values=np.nan) for p in parts]
+            padded_h = [
+                np.pad(p["history"][k], ((0, 0), (0, width - p["history"][k].shape[1])), constant_values=np.nan)
+                for p in parts
+            ]
             hist[k] = np.concatenate(padded_h)
         if not self.has_test:
             hist.pop("test_accuracy")
@@ -437,8 +436,9 @@ class PopulationTrainer:
             active_d = self._shard(jnp.asarray(active))
             fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch))
             compile_s += cs
-            params, opt_state, losses, _, tr, te = fn(params, opt_state, seeds_d, active_d,
-                                                      jnp.int32(epoch), self._data())
+            params, opt_state, losses, _, tr, te = fn(
+                params, opt_state, seeds_d, active_d, jnp.int32(epoch), self._data()
+            )
             tr, te, losses = np.asarray(tr), np.asarray(te), np.asarray(losses)
             for i in np.flatnonzero(active):
                 # float(np.mean(...)) of the float32 per-step losses: as Trainer.fit's history
@@ -451,8 +451,9 @@ class PopulationTrainer:
             if target is not None:
                 active = active & ~np.array([float(a) >= target for a in tr])
             epoch += 1
-        reached = (np.array([float(a) >= target for a in train_acc]) if target is not None
-                   else np.zeros(C, bool)) & (trained > 0)
+        reached = (np.array([float(a) >= target for a in train_acc]) if target is not None else np.zeros(C, bool)) & (
+            trained > 0
+        )
         ett = np.where(reached, trained, -1)
         r = slice(0, n_real)
         return {
@@ -466,8 +467,9 @@ class PopulationTrainer:
         }, compile_s
 
 
-def retrain_population(dataset, cfg, init_params, masks, seeds, *,
-                       memory_budget_bytes: float | None = None) -> tuple[list[dict], PopulationResult]:
+def retrain_population(
+    dataset, cfg, init_params, masks, seeds, *, memory_budget_bytes: float | None = None
+) -> tuple[list[dict], PopulationResult]:
     """`jaxprune.pipeline.retrain` for many (init params, mask, seed) members at once.
 
     dataset: a `jaxprune.data.Dataset`; cfg: a `jaxprune.pipeline.LegcnetConfig` (its ``train``
@@ -480,12 +482,21 @@ def retrain_population(dataset, cfg, init_params, masks, seeds, *,
     from jaxprune.pipeline import evaluate_record
 
     trainer = PopulationTrainer(
-        cfg.train, dataset.x_train, dataset.y_train, n_classes=dataset.n_classes,
-        x_test=dataset.x_test, y_test=dataset.y_test,
+        cfg.train,
+        dataset.x_train,
+        dataset.y_train,
+        n_classes=dataset.n_classes,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
     )
-    res = trainer.fit(seeds, init_params=init_params, masks=masks, epochs=cfg.retrain_epochs,
-                      target_train_accuracy=cfg.target_accuracy,
-                      memory_budget_bytes=memory_budget_bytes)
+    res = trainer.fit(
+        seeds,
+        init_params=init_params,
+        masks=masks,
+        epochs=cfg.retrain_epochs,
+        target_train_accuracy=cfg.target_accuracy,
+        memory_budget_bytes=memory_budget_bytes,
+    )
     stacked_masks = trainer._as_members(masks, res.n_members, "masks", None)
     records = []
     for i in range(res.n_members):

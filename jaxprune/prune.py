@@ -29,6 +29,7 @@ Next to it, one module per concern (each name is also re-exported here, so
 Layer indices (``layers=``) count kernels in flat order (0 = first layer); negative indices count
 from the end, so ``layers=[-2, -1]`` is the original's "last two layers".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,20 +87,48 @@ from jaxprune.weights import (
 
 __all__ = [
     # defined here
-    "PruneSummary", "causal_mask", "random_mask", "magnitude_mask", "apply_mask",
+    "PruneSummary",
+    "causal_mask",
+    "random_mask",
+    "magnitude_mask",
+    "apply_mask",
     # the flat axis
-    "layer_ids", "analysed_weights", "per_layer_counts", "mask_from_flat", "flat_keep",
+    "layer_ids",
+    "analysed_weights",
+    "per_layer_counts",
+    "mask_from_flat",
+    "flat_keep",
     # jaxprune.multitest
-    "UNTESTABLE_POLICIES", "LAG_CORRECTIONS", "WEIGHT_CORRECTIONS", "CORRECTIONS",
-    "round_pvalues", "min_over_lags", "bonferroni_over_lags", "holm_adjust", "bh_adjust",
-    "corrected_pvalues", "keep_decision",
+    "UNTESTABLE_POLICIES",
+    "LAG_CORRECTIONS",
+    "WEIGHT_CORRECTIONS",
+    "CORRECTIONS",
+    "round_pvalues",
+    "min_over_lags",
+    "bonferroni_over_lags",
+    "holm_adjust",
+    "bh_adjust",
+    "corrected_pvalues",
+    "keep_decision",
     # jaxprune.optim
-    "MaskedState", "masked_optimizer", "masked",
+    "MaskedState",
+    "masked_optimizer",
+    "masked",
     # jaxprune.mask_stats
-    "MaskSummary", "mask_summary", "Flops", "dense_flops", "sparse_flops", "pruned_iou", "iou",
+    "MaskSummary",
+    "mask_summary",
+    "Flops",
+    "dense_flops",
+    "sparse_flops",
+    "pruned_iou",
+    "iou",
     "chance_iou",
     # jaxprune.weights (imported here before the split; kept importable)
-    "KernelLayout", "flatten_kernels", "kernel_layout", "key_name", "unflatten_kernels",
+    "KernelLayout",
+    "flatten_kernels",
+    "kernel_layout",
+    "key_name",
+    "unflatten_kernels",
 ]
 
 PyTree = Any
@@ -292,9 +321,7 @@ def _is_count_list(target: Any) -> bool:
     )
 
 
-def _target_counts(
-    target: Any, layout: KernelLayout, analysed: np.ndarray, per_layer: bool
-) -> np.ndarray | int:
+def _target_counts(target: Any, layout: KernelLayout, analysed: np.ndarray, per_layer: bool) -> np.ndarray | int:
     """Resolve a sparsity target to per-layer counts ``(n_layers,)`` or one global count.
 
     `target` may be a mask pytree (its pruned kernel weights per layer, or in total), a sequence
@@ -323,9 +350,7 @@ def _target_counts(
     else:  # a reference mask pytree
         ref = flat_keep(target)
         if ref.shape != (layout.n_weights,):
-            raise ValueError(
-                f"reference mask has {ref.size} kernel weights, params {layout.n_weights}"
-            )
+            raise ValueError(f"reference mask has {ref.size} kernel weights, params {layout.n_weights}")
         counts = per_layer_counts(~ref, layout)
     if per_layer:
         if np.any(counts < 0) or np.any(counts > avail):
@@ -340,9 +365,7 @@ def _target_counts(
     return total
 
 
-def _prune_by_order(
-    order: np.ndarray, candidates: np.ndarray, count: int, keep: np.ndarray
-) -> None:
+def _prune_by_order(order: np.ndarray, candidates: np.ndarray, count: int, keep: np.ndarray) -> None:
     """Prune (set False in `keep`, in place) the first `count` candidates in `order`."""
     if count:
         keep[candidates[order[:count]]] = False

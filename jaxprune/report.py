@@ -12,6 +12,7 @@ The run directory is read once, by `jaxprune.rundir.load_run_data`, into a `RunD
 
 ``python -m jaxprune.report DIR`` re-renders ``DIR/report.md``.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,50 +124,95 @@ def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None)
     ]
     rows = summary_table(runs)
     header = ["method", "seeds"] + [c[1] for c in COLUMNS] + ["reached", "epochs to threshold"]
-    out.append(_markdown_table(
-        header,
-        [[r["method"], r["seeds"]] + [r[c[0]] for c in COLUMNS] + [r["reached"], r["epochs_to_threshold"]]
-         for r in rows],
-    ))
+    out.append(
+        _markdown_table(
+            header,
+            [
+                [r["method"], r["seeds"]] + [r[c[0]] for c in COLUMNS] + [r["reached"], r["epochs_to_threshold"]]
+                for r in rows
+            ],
+        )
+    )
     out += ["", "## Masks per seed", ""]
     mask_rows = []
     for s in results["per_seed"]:
         for m in ("legcnet_ft", "legcnet_pt"):
             sm = s["summaries"][m]
-            mask_rows.append([
-                s["seed"], m, sm["n_windows"], sm["maxlag_used"],
-                " / ".join(str(v) for v in sm["pruned"]), sm["pruned_total"],
-                f"{sm['sparsity']:.4f}", sum(sm["untestable"]), sm["le_undefined"],
-                sm["pruned_if_keep"], sm["pruned_if_prune"],
-            ])
-    out.append(_markdown_table(
-        ["seed", "mask", "windows", "maxlag", "pruned per layer", "pruned", "sparsity",
-         "untestable", "LE undefined", "pruned (keep untestable)", "pruned (prune untestable)"],
-        mask_rows,
-    ))
+            mask_rows.append(
+                [
+                    s["seed"],
+                    m,
+                    sm["n_windows"],
+                    sm["maxlag_used"],
+                    " / ".join(str(v) for v in sm["pruned"]),
+                    sm["pruned_total"],
+                    f"{sm['sparsity']:.4f}",
+                    sum(sm["untestable"]),
+                    sm["le_undefined"],
+                    sm["pruned_if_keep"],
+                    sm["pruned_if_prune"],
+                ]
+            )
+    out.append(
+        _markdown_table(
+            [
+                "seed",
+                "mask",
+                "windows",
+                "maxlag",
+                "pruned per layer",
+                "pruned",
+                "sparsity",
+                "untestable",
+                "LE undefined",
+                "pruned (keep untestable)",
+                "pruned (prune untestable)",
+            ],
+            mask_rows,
+        )
+    )
     out += ["", "## Multiple-testing corrections (pruned weights; keep / prune untestable)", ""]
     corr_rows = []
     for s in results["per_seed"]:
         for m in ("legcnet_ft", "legcnet_pt"):
             table = s["summaries"][m]["corrections"]
-            corr_rows.append([s["seed"], m] + [
-                f"{v['pruned_if_keep']} / {v['pruned_if_prune']}" for v in table.values()])
+            corr_rows.append(
+                [s["seed"], m] + [f"{v['pruned_if_keep']} / {v['pruned_if_prune']}" for v in table.values()]
+            )
     names = list(results["per_seed"][0]["summaries"]["legcnet_ft"]["corrections"])
     out.append(_markdown_table(["seed", "mask"] + names, corr_rows))
     out += ["", "## Wall time per stage (seconds)", ""]
-    time_rows = [[s["seed"]] + [f"{s['timings'].get(k, float('nan')):.1f}" for k in
-                                ("train_and_le", "le_estimate", "granger_and_masks", "retrain")]
-                 for s in results["per_seed"]]
-    out.append(_markdown_table(
-        ["seed", "dense train + LE", "of which LE (estimate)", "Granger + masks", "retraining (all nets)"],
-        time_rows,
-    ))
-    out += ["", "The LE estimate is the dense stage minus the per-epoch time of the dense "
-            "retraining run times the epochs; the kernel runs inside the jitted epoch.", ""]
-    dense_rows = [[s["seed"], f"{s['dense_full_run']['train_accuracy']:.4f}",
-                   f"{s['dense_full_run']['test_accuracy']:.4f}", s["dense_full_run"]["epochs"],
-                   s["dense_full_run"]["steps"], s["dense_full_run"]["n_windows"]]
-                  for s in results["per_seed"]]
+    time_rows = [
+        [s["seed"]]
+        + [
+            f"{s['timings'].get(k, float('nan')):.1f}"
+            for k in ("train_and_le", "le_estimate", "granger_and_masks", "retrain")
+        ]
+        for s in results["per_seed"]
+    ]
+    out.append(
+        _markdown_table(
+            ["seed", "dense train + LE", "of which LE (estimate)", "Granger + masks", "retraining (all nets)"],
+            time_rows,
+        )
+    )
+    out += [
+        "",
+        "The LE estimate is the dense stage minus the per-epoch time of the dense "
+        "retraining run times the epochs; the kernel runs inside the jitted epoch.",
+        "",
+    ]
+    dense_rows = [
+        [
+            s["seed"],
+            f"{s['dense_full_run']['train_accuracy']:.4f}",
+            f"{s['dense_full_run']['test_accuracy']:.4f}",
+            s["dense_full_run"]["epochs"],
+            s["dense_full_run"]["steps"],
+            s["dense_full_run"]["n_windows"],
+        ]
+        for s in results["per_seed"]
+    ]
     out += ["## Dense run behind the masks (full length)", ""]
     out.append(_markdown_table(["seed", "train acc", "test acc", "epochs", "steps", "windows"], dense_rows))
     if "null_controls" in results or "curves" in results:
@@ -184,12 +230,14 @@ def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None)
 
 def deployment_section(run_dir, results: dict) -> str:
     """The cost of each pruned net as a deployable model (`jaxprune.export`)."""
-    intro = ("Each net compacted to smaller dense widths (inputs used - hidden - outputs: "
-             "units with no kept input or output dropped, cascading; constant units folded "
-             "into the next bias). Bytes are the float32 payload of the full-width net, the "
-             "compact net and its sparse encoding; latency (median ms per call, on the CPU that "
-             "ran `jaxprune export RUN --method NAME`) for the full-width net → the exported "
-             "model, n/a until exported. See docs/export.md.")
+    intro = (
+        "Each net compacted to smaller dense widths (inputs used - hidden - outputs: "
+        "units with no kept input or output dropped, cascading; constant units folded "
+        "into the next bias). Bytes are the float32 payload of the full-width net, the "
+        "compact net and its sparse encoding; latency (median ms per call, on the CPU that "
+        "ran `jaxprune export RUN --method NAME`) for the full-width net → the exported "
+        "model, n/a until exported. See docs/export.md."
+    )
     head = ["## Deployment (compact export)", "", intro, ""]
     try:
         from jaxprune.export import DEPLOYMENT_HEADER, deployment_rows
@@ -203,8 +251,7 @@ def deployment_section(run_dir, results: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ analyses
-ESD_SOURCES = ("init", "dense", "legcnet_ft", "legcnet_pt", "random", "magnitude",
-               "random_pt", "magnitude_pt")
+ESD_SOURCES = ("init", "dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt", "magnitude_pt")
 
 
 def _kernels_by_method(data: rundir.RunData) -> tuple[dict, list[str]]:
@@ -248,8 +295,9 @@ def analyse(data: rundir.RunData, *, figures_dir=None) -> dict:
             data.check(s, "analysis.npz")
         masks = data.masks()
         if masks:
-            out["stability"] = an.mask_stability(masks, rundir.layer_offsets(results),
-                                                 rundir.analysed_per_layer(results))
+            out["stability"] = an.mask_stability(
+                masks, rundir.layer_offsets(results), rundir.analysed_per_layer(results)
+            )
         else:
             out["notes"]["stability"] = "no seed_K/analysis.npz in the run directory"
     except Exception as e:
@@ -263,9 +311,11 @@ def analyse(data: rundir.RunData, *, figures_dir=None) -> dict:
                     row.pop("fits", None)
             out["esd"] = table
         if missing:
-            out["notes"]["esd"] = ("no saved weights for " + ", ".join(missing) + " (the "
-                                   "pipeline keeps the dense net only; the studies in "
-                                   "experiments/ save the retrained nets)")
+            out["notes"]["esd"] = (
+                "no saved weights for " + ", ".join(missing) + " (the "
+                "pipeline keeps the dense net only; the studies in "
+                "experiments/ save the retrained nets)"
+            )
     except Exception as e:
         out["notes"]["esd"] = f"{type(e).__name__}: {e}"
     if figures_dir is not None:
@@ -307,26 +357,49 @@ def _p(x) -> str:
 
 
 def comparison_rows(comparisons: list[dict]) -> list[list[str]]:
-    return [[f"{an.PRETTY[c['a']]} vs {an.PRETTY[c['b']]}" + ("" if c["b"] == "dense" else
-             (" (FT sparsity)" if not c["b"].endswith("_pt") else " (PT sparsity)")),
-             len(c["seeds"]), f"{c['mean_a']:.4f}", f"{c['mean_b']:.4f}", _pp(c["mean_diff"]),
-             f"[{_pp(c['ci_low'])}, {_pp(c['ci_high'])}]",
-             "n/a" if math.isnan(c["d_z"]) else f"{c['d_z']:+.2f}", _p(c["p_t"]),
-             _p(c["p_wilcoxon"]), c["seeds_nothing_pruned"]]
-            for c in comparisons]
+    return [
+        [
+            f"{an.PRETTY[c['a']]} vs {an.PRETTY[c['b']]}"
+            + ("" if c["b"] == "dense" else (" (FT sparsity)" if not c["b"].endswith("_pt") else " (PT sparsity)")),
+            len(c["seeds"]),
+            f"{c['mean_a']:.4f}",
+            f"{c['mean_b']:.4f}",
+            _pp(c["mean_diff"]),
+            f"[{_pp(c['ci_low'])}, {_pp(c['ci_high'])}]",
+            "n/a" if math.isnan(c["d_z"]) else f"{c['d_z']:+.2f}",
+            _p(c["p_t"]),
+            _p(c["p_wilcoxon"]),
+            c["seeds_nothing_pruned"],
+        ]
+        for c in comparisons
+    ]
 
 
-COMPARISON_HEADER = ["comparison", "seeds", "mean A", "mean B", "A - B (pp)", "95% CI (pp)",
-                     "d_z", "p (paired t)", "p (Wilcoxon)", "seeds with nothing pruned"]
+COMPARISON_HEADER = [
+    "comparison",
+    "seeds",
+    "mean A",
+    "mean B",
+    "A - B (pp)",
+    "95% CI (pp)",
+    "d_z",
+    "p (paired t)",
+    "p (Wilcoxon)",
+    "seeds with nothing pruned",
+]
 
 
 def render_extras(results: dict, extras: dict) -> str:
     notes = extras.get("notes", {})
-    out = ["## Does the causal criterion beat random and magnitude pruning?", "",
-           "Test accuracy, paired over seeds (a seed fixes the split, the initial weights and the "
-           "masks; baselines prune the same number of weights in each layer as the mask they "
-           "are matched to). Paired t-test, Wilcoxon signed-rank from 6 seeds on, effect size "
-           "d_z = mean / sd of the per-seed differences. pp = percentage points.", ""]
+    out = [
+        "## Does the causal criterion beat random and magnitude pruning?",
+        "",
+        "Test accuracy, paired over seeds (a seed fixes the split, the initial weights and the "
+        "masks; baselines prune the same number of weights in each layer as the mask they "
+        "are matched to). Paired t-test, Wilcoxon signed-rank from 6 seeds on, effect size "
+        "d_z = mean / sd of the per-seed differences. pp = percentage points.",
+        "",
+    ]
     comps = extras.get("comparisons") or []
     if comps:
         out.append(_markdown_table(COMPARISON_HEADER, comparison_rows(comps)))
@@ -337,32 +410,40 @@ def render_extras(results: dict, extras: dict) -> str:
             out += [f"* {c['verdict']}" for c in f1 if c["b"] != "dense"]
         nothing = [c for c in comps if c["seeds_nothing_pruned"]]
         if nothing:
-            out += ["", "In seeds where a causal mask prunes nothing, it and its baselines are "
-                    "the dense mask, so their difference is 0 by construction."]
+            out += [
+                "",
+                "In seeds where a causal mask prunes nothing, it and its baselines are "
+                "the dense mask, so their difference is 0 by construction.",
+            ]
     else:
         out.append(f"_Not available: {notes.get('comparisons', 'no paired runs')}._")
 
     out += ["", "## Mask stability (IoU of the pruned sets)", ""]
     st = extras.get("stability")
     if st:
-        out += ["IoU = |A and B| / |A or B| of the pruned weights; *chance* is the IoU two "
-                "uniformly random sets of the same per-layer sizes have on average. An IoU well "
-                "above chance between the causal and the magnitude mask means the causal "
-                "criterion mostly picks small weights.", ""]
+        out += [
+            "IoU = |A and B| / |A or B| of the pruned weights; *chance* is the IoU two "
+            "uniformly random sets of the same per-layer sizes have on average. An IoU well "
+            "above chance between the causal and the magnitude mask means the causal "
+            "criterion mostly picks small weights.",
+            "",
+        ]
         rows = []
         for key, v in st["within"].items():
             a, b = key.split("|")
-            per = ", ".join(f"{s}: {_f3(x['iou'])} ({x['pruned_a']}/{x['pruned_b']})"
-                            for s, x in sorted(v["per_seed"].items()))
-            rows.append([f"{rundir_label(a)} vs {rundir_label(b)}", _f3(v["iou"]),
-                         _f3(v["chance"]), per])
-        out.append(_markdown_table(
-            ["masks (same seed)", "mean IoU", "chance", "per seed: IoU (pruned A / B)"], rows))
-        rows = [[rundir_label(k), v["pairs"], _f3(v["iou"]), _f3(v["chance"])]
-                for k, v in st["across"].items()]
+            per = ", ".join(
+                f"{s}: {_f3(x['iou'])} ({x['pruned_a']}/{x['pruned_b']})" for s, x in sorted(v["per_seed"].items())
+            )
+            rows.append([f"{rundir_label(a)} vs {rundir_label(b)}", _f3(v["iou"]), _f3(v["chance"]), per])
+        out.append(_markdown_table(["masks (same seed)", "mean IoU", "chance", "per seed: IoU (pruned A / B)"], rows))
+        rows = [[rundir_label(k), v["pairs"], _f3(v["iou"]), _f3(v["chance"])] for k, v in st["across"].items()]
         if rows:
-            out += ["", "Across seeds (hidden units are permutation-symmetric between seeds, so "
-                    "only first-layer input positions keep a fixed meaning):", ""]
+            out += [
+                "",
+                "Across seeds (hidden units are permutation-symmetric between seeds, so "
+                "only first-layer input positions keep a fixed meaning):",
+                "",
+            ]
             out.append(_markdown_table(["mask", "seed pairs", "mean IoU", "chance"], rows))
         fm = st["within"].get("legcnet_ft|magnitude")
         if fm:
@@ -370,12 +451,17 @@ def render_extras(results: dict, extras: dict) -> str:
     else:
         out.append(f"_Not available: {notes.get('stability', 'no masks')}._")
 
-    out += ["", "## Weight spectra (ESD power-law alpha per layer)", "",
-            "WeightWatcher-style: eigenvalues of W^T W / N per layer kernel, power law fitted to "
-            "the tail (Clauset-Shalizi-Newman xmin by KS distance). Cells: mean alpha +- std "
-            "over seeds [fits / seeds, eigenvalues per layer]. A layer with fewer than 5 "
-            "eigenvalues gets no fit; with a few dozen the fit is weak. WeightWatcher reads "
-            "2-6 as well trained, > 6 as random-like.", ""]
+    out += [
+        "",
+        "## Weight spectra (ESD power-law alpha per layer)",
+        "",
+        "WeightWatcher-style: eigenvalues of W^T W / N per layer kernel, power law fitted to "
+        "the tail (Clauset-Shalizi-Newman xmin by KS distance). Cells: mean alpha +- std "
+        "over seeds [fits / seeds, eigenvalues per layer]. A layer with fewer than 5 "
+        "eigenvalues gets no fit; with a few dozen the fit is weak. WeightWatcher reads "
+        "2-6 as well trained, > 6 as random-like.",
+        "",
+    ]
     esd = extras.get("esd")
     if esd:
         n_layers = max(len(v) for v in esd.values())
@@ -386,23 +472,24 @@ def render_extras(results: dict, extras: dict) -> str:
                 a = row["alpha_mean"]
                 sd = row["alpha_std"]
                 n_seeds = len(results["seeds"])
-                cells.append("n/a" if math.isnan(a) else
-                             f"{a:.2f}" + ("" if math.isnan(sd) else f" ± {sd:.2f}"))
+                cells.append("n/a" if math.isnan(a) else f"{a:.2f}" + ("" if math.isnan(sd) else f" ± {sd:.2f}"))
                 cells[-1] += f" [{row['n_fit']}/{n_seeds}, {row['n_eigs']}]"
             rows.append([rundir_label(name)] + cells)
         out.append(_markdown_table(["net"] + [f"layer {i}" for i in range(n_layers)], rows))
     if notes.get("esd"):
         out += ["", f"_{notes['esd']}._"]
-    out += ["", "Feature attributions (the paper's SHAP appendix) are not computed: SHAP's "
-            "model-agnostic KernelExplainer would need the `shap` package (no second deep-learning "
-            "framework, but numba, pandas and more), which jaxprune does not depend on."]
+    out += [
+        "",
+        "Feature attributions (the paper's SHAP appendix) are not computed: SHAP's "
+        "model-agnostic KernelExplainer would need the `shap` package (no second deep-learning "
+        "framework, but numba, pandas and more), which jaxprune does not depend on.",
+    ]
 
     figs = extras.get("figures") or {}
     out += ["", "## Figures", ""]
     captions = {
         "accuracy_sparsity": "Test accuracy vs sparsity",
-        "accuracy_epochs": "Training accuracy per epoch (retraining runs; dotted: the dense run "
-                           "behind the masks)",
+        "accuracy_epochs": "Training accuracy per epoch (retraining runs; dotted: the dense run behind the masks)",
         "pruned_per_layer": "Pruned fraction per layer",
         "pmin_hist": "Distribution of the Granger min p-values",
         "risk": "Risk series",
@@ -428,24 +515,34 @@ def iou_verdict(fm: dict) -> str:
     n = fm.get("pruned_a", 0)
     iou, chance = fm["iou"], fm["chance"]
     if n < MIN_PRUNED_FOR_IOU or math.isnan(iou):
-        return (f"IoU {_f3(iou)} against {_f3(chance)} by chance, but the causal masks pruned "
-                f"only {n} weights over all seeds: too few to tell whether the causal criterion "
-                "is more than small magnitude.")
+        return (
+            f"IoU {_f3(iou)} against {_f3(chance)} by chance, but the causal masks pruned "
+            f"only {n} weights over all seeds: too few to tell whether the causal criterion "
+            "is more than small magnitude."
+        )
     ratio = iou / chance if chance > 0 else math.inf
     head = f"IoU {iou:.3f} against {chance:.3f} by chance ({ratio:.1f}x, {n} pruned weights). "
     if ratio >= 2:
-        return head + ("The causal mask overlaps small-magnitude pruning far more than chance: "
-                       "much of it is a small-weight criterion.")
+        return head + (
+            "The causal mask overlaps small-magnitude pruning far more than chance: "
+            "much of it is a small-weight criterion."
+        )
     if ratio < 1.5:
         return head + "The causal mask is not small-magnitude pruning in disguise."
     return head + "Some overlap with small-magnitude pruning beyond chance."
 
 
 def rundir_label(name: str) -> str:
-    return {"init": "initial weights", "dense": "dense (trained)", "legcnet_ft": "LEGCNet-FT",
-            "legcnet_pt": "LEGCNet-PT", "random": "random (FT sparsity)",
-            "magnitude": "magnitude (FT sparsity)", "random_pt": "random (PT sparsity)",
-            "magnitude_pt": "magnitude (PT sparsity)"}.get(name, name)
+    return {
+        "init": "initial weights",
+        "dense": "dense (trained)",
+        "legcnet_ft": "LEGCNet-FT",
+        "legcnet_pt": "LEGCNet-PT",
+        "random": "random (FT sparsity)",
+        "magnitude": "magnitude (FT sparsity)",
+        "random_pt": "random (PT sparsity)",
+        "magnitude_pt": "magnitude (PT sparsity)",
+    }.get(name, name)
 
 
 def write_report(results: dict | rundir.RunData, path, *, extras: bool = True) -> Path:

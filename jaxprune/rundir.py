@@ -17,6 +17,7 @@ anything else and to start a fresh run over a used directory unless told to over
 Every loader returns None (or skips) when a file is missing, so reports degrade gracefully; a
 file that exists but cannot be read raises `CorruptFileError` naming it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,7 @@ from jaxprune.weights import flatten_kernels, kernel_layout, key_name
 
 RUN_FILE = "run.json"
 # Top-level files a `jaxprune run` writes; `clear_run_dir` removes them (and every seed_K/).
-RUN_OUTPUTS = ("run.json", "config.json", "results.json", "report.md", "analyses.json",
-               "verify.json", "figures")
+RUN_OUTPUTS = ("run.json", "config.json", "results.json", "report.md", "analyses.json", "verify.json", "figures")
 
 
 class CorruptFileError(ValueError):
@@ -92,8 +92,7 @@ def read_json(path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, OSError) as err:
-        raise CorruptFileError(f"{path} is corrupt or not JSON ({err}); delete it or rerun "
-                               "with --overwrite") from err
+        raise CorruptFileError(f"{path} is corrupt or not JSON ({err}); delete it or rerun with --overwrite") from err
 
 
 def load_results(run_dir) -> dict | None:
@@ -105,8 +104,7 @@ def load_results(run_dir) -> dict | None:
 # `load_run_data` into plain arrays; they never open a file while rendering.
 
 # retrained nets looked for in every seed (the pipeline's run names and the studies' extras)
-RETRAINED_NAMES = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt",
-                   "magnitude_pt")
+RETRAINED_NAMES = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt", "magnitude_pt")
 # the parts of dense.npz the report uses (its LE series is read for one seed only, and the
 # trajectory samples not at all: they are the file's bulk)
 DENSE_REPORT_KEYS = ("risk", "train_accuracy_history")
@@ -136,8 +134,9 @@ class SeedData:
 
     def masks(self) -> dict[str, np.ndarray]:
         """``{name: flat keep (n_weights,) bool}`` from ``analysis.npz`` (empty without it)."""
-        return {k[len("mask_"):]: np.asarray(v, bool) for k, v in (self.analysis or {}).items()
-                if k.startswith("mask_")}
+        return {
+            k[len("mask_") :]: np.asarray(v, bool) for k, v in (self.analysis or {}).items() if k.startswith("mask_")
+        }
 
     def pmin(self, method: str) -> np.ndarray | None:
         """The min-over-lags p-values ``(n_weights,)`` of `method` (``legcnet_ft`` / ``_pt``)."""
@@ -198,8 +197,9 @@ def _read_npz(path: Path, want) -> dict | None:
         with np.load(path) as f:
             return {k: f[k] for k in f.files if want(k)}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise CorruptFileError(f"{path} is corrupt or truncated ({err}); delete it (a resumed "
-                               "run recomputes it) or rerun with --overwrite") from err
+        raise CorruptFileError(
+            f"{path} is corrupt or truncated ({err}); delete it (a resumed run recomputes it) or rerun with --overwrite"
+        ) from err
 
 
 def load_run_data(run_dir, results: dict | None = None) -> RunData:
@@ -240,21 +240,32 @@ def load_run_data(run_dir, results: dict | None = None) -> RunData:
     for s in seeds:
         d = seed_dir(run_dir, s)
         keys = DENSE_REPORT_KEYS + (("le",) if s == seeds[0] else ())  # LE: first seed only
-        dense = read(f"seed_{s}/dense.npz", lambda d=d, keys=keys: _read_npz(
-            d / "dense.npz", lambda k: k in keys or k.startswith(DENSE_LEAF_PREFIXES)))
+        dense = read(
+            f"seed_{s}/dense.npz",
+            lambda d=d, keys=keys: _read_npz(d / "dense.npz", lambda k: k in keys or k.startswith(DENSE_LEAF_PREFIXES)),
+        )
         if dense is not None and "le" in dense:
             le = np.asarray(dense.pop("le"), float)
-        analysis = read(f"seed_{s}/analysis.npz",
-                        lambda d=d: _read_npz(d / "analysis.npz", lambda k: True))
+        analysis = read(f"seed_{s}/analysis.npz", lambda d=d: _read_npz(d / "analysis.npz", lambda k: True))
         retrained = {}
         for name in names:
-            r = read(f"seed_{s}/retrained_{name}.npz",
-                     lambda s=s, name=name: load_retrained(run_dir, s, name), name in expected)
+            r = read(
+                f"seed_{s}/retrained_{name}.npz",
+                lambda s=s, name=name: load_retrained(run_dir, s, name),
+                name in expected,
+            )
             if r is not None:
                 retrained[name] = r
         per_seed[s] = SeedData(seed=s, dense=dense, analysis=analysis, retrained=retrained)
-    return RunData(results=results, seeds=per_seed, le=le, le_seed=seeds[0] if seeds else None,
-                   run_dir=run_dir, missing=tuple(missing), errors=errors)
+    return RunData(
+        results=results,
+        seeds=per_seed,
+        le=le,
+        le_seed=seeds[0] if seeds else None,
+        run_dir=run_dir,
+        missing=tuple(missing),
+        errors=errors,
+    )
 
 
 # ------------------------------------------------------------------------------ fingerprint
@@ -274,9 +285,14 @@ def make_fingerprint(config: dict, seeds, dataset, *, kind: str = "run") -> dict
     version; ``digest`` is the sha256 of all of them (stage files carry it)."""
     from jaxprune import __version__
 
-    fp = {"kind": kind, "version": __version__, "dataset": dataset.name,
-          "data_sha256": data_digest(dataset), "seeds": [int(s) for s in seeds],
-          "config": json_safe(config)}
+    fp = {
+        "kind": kind,
+        "version": __version__,
+        "dataset": dataset.name,
+        "data_sha256": data_digest(dataset),
+        "seeds": [int(s) for s in seeds],
+        "config": json_safe(config),
+    }
     fp["digest"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
     return fp
 
@@ -307,7 +323,8 @@ def _describe(fp: dict, fields: list[str]) -> str:
         return text if len(text) <= 40 else text[:37] + "..."
 
     return ", ".join(f"{f}={get(fp, f)}" for f in fields[:8]) + (
-        f" (+{len(fields) - 8} more)" if len(fields) > 8 else "")
+        f" (+{len(fields) - 8} more)" if len(fields) > 8 else ""
+    )
 
 
 def check_writable(out_dir) -> Path:
@@ -321,8 +338,7 @@ def check_writable(out_dir) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise RunDirError(f"cannot write to the output directory {out_dir}: "
-                          f"{err.strerror or err}") from err
+        raise RunDirError(f"cannot write to the output directory {out_dir}: {err.strerror or err}") from err
     return out_dir
 
 
@@ -331,8 +347,10 @@ def is_used(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> bool:
     (a run stopped before its first stage left nothing to mix up) or a ``seed_K/`` folder."""
     out_dir = Path(out_dir)
     skip = {RUN_FILE, "config.json"}
-    return out_dir.is_dir() and (any((out_dir / n).exists() for n in names if n not in skip)
-                                 or (pattern is not None and any(out_dir.glob(pattern))))
+    return out_dir.is_dir() and (
+        any((out_dir / n).exists() for n in names if n not in skip)
+        or (pattern is not None and any(out_dir.glob(pattern)))
+    )
 
 
 def clear_run_dir(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> list[str]:
@@ -354,8 +372,9 @@ def clear_run_dir(out_dir, names=RUN_OUTPUTS, pattern: str | None = "seed_*") ->
     return removed
 
 
-def check_run_dir(out_dir, fingerprint: dict, *, resume: bool, overwrite: bool,
-                  names=RUN_OUTPUTS, pattern: str | None = "seed_*") -> str:
+def check_run_dir(
+    out_dir, fingerprint: dict, *, resume: bool, overwrite: bool, names=RUN_OUTPUTS, pattern: str | None = "seed_*"
+) -> str:
     """Claim `out_dir` for the run `fingerprint` and write ``run.json`` first.
 
     resume: the directory must hold ``run.json`` with the same fingerprint (else `RunDirError`
@@ -373,7 +392,8 @@ def check_run_dir(out_dir, fingerprint: dict, *, resume: bool, overwrite: bool,
             raise RunDirError(
                 f"{out_dir} holds another run: {_describe(saved, fields)} there, "
                 f"{_describe(fingerprint, fields)} now; --resume only continues the same run "
-                "(use a new --out, or --overwrite to replace it)")
+                "(use a new --out, or --overwrite to replace it)"
+            )
         return f"resuming the run in {out_dir} (run.json matches)"
     if is_used(out_dir, names, pattern) and not overwrite:
         what = "resume" if resume else "start"
@@ -381,7 +401,8 @@ def check_run_dir(out_dir, fingerprint: dict, *, resume: bool, overwrite: bool,
         raise RunDirError(
             f"{out_dir} already holds a run{reason}; cannot {what} a run there: pass --overwrite "
             "to delete its stages and seed_K/ folders, --resume to continue the same run, or "
-            "use a new --out")
+            "use a new --out"
+        )
     if overwrite:
         removed = clear_run_dir(out_dir, names, pattern)
         if removed:
@@ -442,17 +463,16 @@ def load_masks(run_dir, seeds) -> dict[int, dict[str, np.ndarray]]:
     for s in seeds:
         a = load_analysis(run_dir, s)
         if a is not None:
-            out[int(s)] = {k[len("mask_"):]: np.asarray(v, bool) for k, v in a.items()
-                           if k.startswith("mask_")}
+            out[int(s)] = {k[len("mask_") :]: np.asarray(v, bool) for k, v in a.items() if k.startswith("mask_")}
     return out
 
 
 def kernels_from_leaves(arrays: dict, prefix: str, sizes) -> list[np.ndarray] | None:
     """The 2-D leaves ``<prefix>_i`` in leaf order, checked against the layer sizes."""
-    idx = sorted(int(k[len(prefix) + 1:]) for k in arrays
-                 if k.startswith(prefix + "_") and k[len(prefix) + 1:].isdigit())
-    kernels = [np.asarray(arrays[f"{prefix}_{i}"]) for i in idx
-               if np.ndim(arrays[f"{prefix}_{i}"]) == 2]
+    idx = sorted(
+        int(k[len(prefix) + 1 :]) for k in arrays if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit()
+    )
+    kernels = [np.asarray(arrays[f"{prefix}_{i}"]) for i in idx if np.ndim(arrays[f"{prefix}_{i}"]) == 2]
     if [k.size for k in kernels] != list(sizes):
         return None
     return kernels
@@ -477,19 +497,19 @@ def bias_arrays(params: Any) -> list[np.ndarray | None]:
     """The bias next to each kernel (same key path with ``"bias"`` for ``"kernel"``), in the
     flat-axis layer order; None for a layer without one. Shapes ``(fan_out,)``."""
     leaves = {_plain_names(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-    return [None if (b := leaves.get(_plain_names(k)[:-1] + ("bias",))) is None else np.asarray(b)
-            for k in kernel_layout(params).paths]
+    return [
+        None if (b := leaves.get(_plain_names(k)[:-1] + ("bias",))) is None else np.asarray(b)
+        for k in kernel_layout(params).paths
+    ]
 
 
-def save_retrained(run_dir, seed: int, name: str, params: Any, history: dict,
-                   record: dict | None = None) -> Path:
+def save_retrained(run_dir, seed: int, name: str, params: Any, history: dict, record: dict | None = None) -> Path:
     """Write ``seed_K/retrained_<name>.npz``: kernels (``kernel_<l>``, ``(fan_in, fan_out)``,
     in the flat-axis layer order) and biases (``bias_<l>``, ``(fan_out,)``) of the retrained net
     and its per-epoch training history."""
     layout = kernel_layout(params)
     flat = np.asarray(flatten_kernels(params))
-    arrays = {f"kernel_{i}": flat[layout.layer_slice(i)].reshape(shape)
-              for i, shape in enumerate(layout.shapes)}
+    arrays = {f"kernel_{i}": flat[layout.layer_slice(i)].reshape(shape) for i, shape in enumerate(layout.shapes)}
     for i, b in enumerate(bias_arrays(params)):
         if b is not None:
             arrays[f"bias_{i}"] = b
@@ -521,8 +541,7 @@ def load_retrained(run_dir, seed: int, name: str) -> dict | None:
 
 def run_names(results: dict) -> list[str]:
     """The run names present (``dense``, ``legcnet_ft``, ``random_pt``...) in a stable order."""
-    order = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt",
-             "magnitude_pt")
+    order = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude", "random_pt", "magnitude_pt")
     names = {r.get("name", r["method"]) for r in results["runs"]}
     return [n for n in order if n in names] + sorted(names - set(order))
 
@@ -621,7 +640,8 @@ def load_trajectory(run_dir) -> np.ndarray:
     if not traj_path.exists():
         raise FileNotFoundError(
             f"{run_dir} has neither recorded LE series nor trajectory.npy: train with "
-            "--le-mode parity|fast or --keep-trajectory, or use `jaxprune run`")
+            "--le-mode parity|fast or --keep-trajectory, or use `jaxprune run`"
+        )
     return np.load(traj_path, mmap_mode="r")
 
 

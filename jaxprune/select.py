@@ -6,6 +6,7 @@ magnitude baselines at the same sparsity.
 directory is `jaxprune.rundir`'s). ``jaxprune run`` and ``jaxprune analyze`` both go through it.
 docs/granger.md gives the formulas, docs/architecture.md the stage order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,17 @@ from jaxprune.weights import kernel_layout
 if TYPE_CHECKING:
     from jaxprune.config import LegcnetConfig
 
-__all__ = ["Analysis", "GrangerOutcome", "LE_UNDEFINED", "analyze", "granger_on_le",
-           "mask_from_granger", "correction_table", "effective_maxlag", "method_windows"]
+__all__ = [
+    "Analysis",
+    "GrangerOutcome",
+    "LE_UNDEFINED",
+    "analyze",
+    "granger_on_le",
+    "mask_from_granger",
+    "correction_table",
+    "effective_maxlag",
+    "method_windows",
+]
 
 
 def budget_bytes(cfg: LegcnetConfig) -> float | None:
@@ -60,8 +70,7 @@ class GrangerOutcome:
 LE_UNDEFINED = 100  # status offset: the weight's LE series was all NaN (it never moved)
 
 
-def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig, *,
-                  local: bool = False) -> GrangerOutcome:
+def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig, *, local: bool = False) -> GrangerOutcome:
     """Granger-test every weight's LE series (``le``: ``(n_windows, n_weights)``) against
     ``risk`` (``(n_windows,)``), in float64 whatever the LE mode (float32 statistics are off by
     ~1e-4 relative, and not faster on CPU: README, Speed).
@@ -76,8 +85,7 @@ def granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig, *,
         return _granger_on_le(le, risk, cfg, local)
 
 
-def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig,
-                   local: bool = False) -> GrangerOutcome:
+def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig, local: bool = False) -> GrangerOutcome:
     le = np.asarray(le, np.float64)
     risk = np.asarray(risk, np.float64)
     n, n_w = le.shape
@@ -106,11 +114,9 @@ def _granger_on_le(le: np.ndarray, risk: np.ndarray, cfg: LegcnetConfig,
     else:
         local = local and jax.process_count() > 1
         if local:
-            res = granger_mod.granger_tests(y, jax.device_put(jnp.asarray(x), jax.local_devices()[0]),
-                                            maxlag=maxlag)
+            res = granger_mod.granger_tests(y, jax.device_put(jnp.asarray(x), jax.local_devices()[0]), maxlag=maxlag)
         elif use_sharding(cfg) and y.ndim == 1:
-            res = sharding.sharded_granger_tests(y, np.asarray(x), maxlag=maxlag,
-                                                 memory_budget_bytes=budget_bytes(cfg))
+            res = sharding.sharded_granger_tests(y, np.asarray(x), maxlag=maxlag, memory_budget_bytes=budget_bytes(cfg))
         else:
             res = granger_mod.granger_tests(y, jnp.asarray(x), maxlag=maxlag)
         lag_p = np.asarray(getattr(res, cfg.granger.test).pvalue, np.float64)
@@ -133,9 +139,15 @@ def mask_from_granger(outcome: GrangerOutcome, params, cfg: LegcnetConfig):
         p = prune.round_pvalues(p, cfg.selection.round_pvalues)
     lag_p = outcome.lag_pvalues
     return prune.causal_mask(
-        p, params, alpha=cfg.selection.alpha, untestable=cfg.selection.untestable,
-        status=np.where(outcome.status == 0, 0, 1), layers=cfg.selection.layers,
-        correction=cfg.selection.correction, lag_pvalues=lag_p, n_lags=outcome.maxlag_used,
+        p,
+        params,
+        alpha=cfg.selection.alpha,
+        untestable=cfg.selection.untestable,
+        status=np.where(outcome.status == 0, 0, 1),
+        layers=cfg.selection.layers,
+        correction=cfg.selection.correction,
+        lag_pvalues=lag_p,
+        n_lags=outcome.maxlag_used,
     )
 
 
@@ -190,14 +202,24 @@ class Analysis:
     def method_summary(self, method: str) -> dict:
         """One LEGCNet variant's summary for ``results.json`` / ``analysis.json``."""
         g = self.granger[method]
-        return {**self.summaries[method].as_dict(), "maxlag_used": g.maxlag_used,
-                "n_windows": g.n_windows,
-                "le_undefined": int(np.sum(g.status == LE_UNDEFINED)),
-                "corrections": self.corrections[method]}
+        return {
+            **self.summaries[method].as_dict(),
+            "maxlag_used": g.maxlag_used,
+            "n_windows": g.n_windows,
+            "le_undefined": int(np.sum(g.status == LE_UNDEFINED)),
+            "corrections": self.corrections[method],
+        }
 
 
-def analyze(le: np.ndarray, risk: np.ndarray, params: Any, cfg: LegcnetConfig, *,
-            seed: int | None = None, baselines: bool = True) -> Analysis:
+def analyze(
+    le: np.ndarray,
+    risk: np.ndarray,
+    params: Any,
+    cfg: LegcnetConfig,
+    *,
+    seed: int | None = None,
+    baselines: bool = True,
+) -> Analysis:
     """The select stage: Granger tests and masks for one seed.
 
     le: ``(n_windows, n_weights)`` LE series (NaN where a window has no estimate); risk:
@@ -224,10 +246,11 @@ def analyze(le: np.ndarray, risk: np.ndarray, params: Any, cfg: LegcnetConfig, *
             ref = masks[base]
             tag = "" if base == "legcnet_ft" else "_pt"
             masks["random" + tag] = prune.random_mask(
-                params, ref, seed=seed, per_layer=cfg.retrain.per_layer_baselines, layers=cfg.selection.layers)
+                params, ref, seed=seed, per_layer=cfg.retrain.per_layer_baselines, layers=cfg.selection.layers
+            )
             # magnitude: smallest |w| of the trained dense weights
             masks["magnitude" + tag] = prune.magnitude_mask(
-                params, ref, per_layer=cfg.retrain.per_layer_baselines, layers=cfg.selection.layers)
-        masks["dense"] = prune.mask_from_flat(
-            np.ones(kernel_layout(params).n_weights, bool), params)
+                params, ref, per_layer=cfg.retrain.per_layer_baselines, layers=cfg.selection.layers
+            )
+        masks["dense"] = prune.mask_from_flat(np.ones(kernel_layout(params).n_weights, bool), params)
     return Analysis(masks, outcomes, summaries, corrections, seconds)

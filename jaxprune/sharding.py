@@ -53,6 +53,7 @@ every process gets the full gathered result (``multihost_utils.process_allgather
 jitted training epoch the window is a process-local array (tests/test_multiprocess.py runs both
 kernels on 2 processes).
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,9 +76,16 @@ LE_CHUNK = 256  # whole trajectories (windowed_le's own default)
 GRANGER_CHUNK = 256  # granger_tests' own default
 
 __all__ = [
-    "AXIS", "weight_mesh", "chunk_size_for_budget", "window_le_bytes_per_weight",
-    "le_bytes_per_weight", "granger_bytes_per_weight", "sharded_window_fn", "window_le_fn",
-    "sharded_windowed_le", "sharded_granger_tests",
+    "AXIS",
+    "weight_mesh",
+    "chunk_size_for_budget",
+    "window_le_bytes_per_weight",
+    "le_bytes_per_weight",
+    "granger_bytes_per_weight",
+    "sharded_window_fn",
+    "window_le_fn",
+    "sharded_windowed_le",
+    "sharded_granger_tests",
 ]
 
 
@@ -93,8 +101,9 @@ def weight_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices), (AXIS,))
 
 
-def chunk_size_for_budget(bytes_per_weight: float, budget: float | None, *,
-                          default: int | None = None, multiple: int = 1) -> int:
+def chunk_size_for_budget(
+    bytes_per_weight: float, budget: float | None, *, default: int | None = None, multiple: int = 1
+) -> int:
     """Weights that fit in `budget` bytes at `bytes_per_weight` each (>= `multiple`, a multiple
     of it); `default` caps it (and is returned when `budget` is None)."""
     if budget is None:
@@ -130,8 +139,7 @@ def window_le_bytes_per_weight(window: int, dtype: str = "float32", **le_kwargs)
 
 
 @functools.cache
-def le_bytes_per_weight(T: int, window: int, stride: int, dtype: str = "float64",
-                        **le_kwargs) -> float:
+def le_bytes_per_weight(T: int, window: int, stride: int, dtype: str = "float64", **le_kwargs) -> float:
     """Measured device bytes per weight of one chunk of :func:`sharded_windowed_le` (a ``(T, C)``
     float32 trajectory chunk, all its windows, the LE kernel's temporaries, the outputs)."""
     dt = jnp.dtype(dtype)
@@ -145,8 +153,7 @@ def granger_bytes_per_weight(n: int, maxlag: int, dtype: str = "float64") -> flo
     (series of length `n`)."""
     dt = jnp.dtype(dtype)
     fn = lambda y, x: granger_mod.granger_tests(y, x, maxlag=maxlag, chunk_size=_PROBE)  # noqa
-    return _compiled_bytes(fn, jax.ShapeDtypeStruct((n,), dt),
-                           jax.ShapeDtypeStruct((_PROBE, n), dt)) / _PROBE
+    return _compiled_bytes(fn, jax.ShapeDtypeStruct((n,), dt), jax.ShapeDtypeStruct((_PROBE, n), dt)) / _PROBE
 
 
 # ----------------------------------------------------------------------------- core layout
@@ -162,8 +169,16 @@ def _layout(n_weights: int, n_dev: int, chunk: int, block: int | None):
     return C, k, n_blocks
 
 
-def _plan(n_weights: int, n_dev: int, *, chunk_size: int | None, budget: float | None,
-          kernel_bytes: Callable[[], float], io_bytes: float, default: int):
+def _plan(
+    n_weights: int,
+    n_dev: int,
+    *,
+    chunk_size: int | None,
+    budget: float | None,
+    kernel_bytes: Callable[[], float],
+    io_bytes: float,
+    default: int,
+):
     """Chunk and block layout (`_layout`) of a sharded kernel call: an explicit `chunk_size`, else
     as many weights per chunk as half the per-device `budget` holds at `kernel_bytes()` each
     (measured lazily: it compiles a probe), else `default`; with a budget, the other half bounds
@@ -174,8 +189,7 @@ def _plan(n_weights: int, n_dev: int, *, chunk_size: int | None, budget: float |
         chunk = chunk_size_for_budget(kernel_bytes(), budget / 2, default=default)
     else:
         chunk = default
-    block = None if budget is None else chunk_size_for_budget(
-        io_bytes, budget / 2, multiple=min(chunk, n_weights))
+    block = None if budget is None else chunk_size_for_budget(io_bytes, budget / 2, multiple=min(chunk, n_weights))
     return _layout(n_weights, n_dev, chunk, block)
 
 
@@ -205,8 +219,7 @@ def _shard_call(fn: Callable, mesh: Mesh, in_ndims, out_struct):
     of the same HLO; per-device programs are identical to a one-device run by construction.
     """
     jfn = jax.jit(fn)
-    out_sharding = jax.tree.map(lambda s: NamedSharding(mesh, _last_axis_spec(len(s.shape))),
-                                out_struct)
+    out_sharding = jax.tree.map(lambda s: NamedSharding(mesh, _last_axis_spec(len(s.shape))), out_struct)
 
     def call(*args):
         sharded = [i for i, nd in enumerate(in_ndims) if nd is not None]
@@ -228,8 +241,7 @@ def _shard_call(fn: Callable, mesh: Mesh, in_ndims, out_struct):
         glob = []
         for j, sh in enumerate(jax.tree.leaves(out_sharding)):
             shape = leaves[0][j].shape[:-1] + (per_dev * mesh.size,)
-            glob.append(jax.make_array_from_single_device_arrays(
-                shape, sh, [lv[j] for lv in leaves]))
+            glob.append(jax.make_array_from_single_device_arrays(shape, sh, [lv[j] for lv in leaves]))
         return jax.tree.unflatten(treedef, glob)
 
     return call
@@ -252,7 +264,7 @@ def _put_block(host: np.ndarray | jax.Array, w0: int, width: int, mesh: Mesh, dt
     def cb(index):
         cols = index[1]
         a, b = w0 + (cols.start or 0), w0 + (width if cols.stop is None else cols.stop)
-        part = np.asarray(host[:, a:min(b, W)], dtype) if a < W else np.zeros((rows, 0), dtype)
+        part = np.asarray(host[:, a : min(b, W)], dtype) if a < W else np.zeros((rows, 0), dtype)
         if part.shape[1] < b - a:
             part = np.pad(part, ((0, 0), (0, b - a - part.shape[1])))
         return part
@@ -261,8 +273,7 @@ def _put_block(host: np.ndarray | jax.Array, w0: int, width: int, mesh: Mesh, dt
 
 
 # ----------------------------------------------------------------------------- streaming window
-def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int | None = None
-                      ) -> Callable:
+def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int | None = None) -> Callable:
     """Shard and chunk a per-window function over the weight axis.
 
     fn: ``(window, C) -> pytree of arrays whose last axis is the C weights`` (per-weight
@@ -291,18 +302,32 @@ def sharded_window_fn(fn: Callable, mesh: Mesh | None = None, *, chunk_size: int
             return jax.tree.map(lambda o: o[..., :W], _map_chunks(fn, win, C))
         struct = jax.eval_shape(fn, jax.ShapeDtypeStruct(win.shape[:-1] + (C,), win.dtype))
         out_specs = jax.tree.map(lambda s: _last_axis_spec(len(s.shape)), struct)
-        body = jax.shard_map(lambda x: _map_chunks(fn, x, C), mesh=mesh,
-                             in_specs=_last_axis_spec(win.ndim), out_specs=out_specs,
-                             check_vma=False)
+        body = jax.shard_map(
+            lambda x: _map_chunks(fn, x, C),
+            mesh=mesh,
+            in_specs=_last_axis_spec(win.ndim),
+            out_specs=out_specs,
+            check_vma=False,
+        )
         out = body(win)
         return jax.tree.map(lambda o: o[..., :W], out)
 
     return g
 
 
-def window_le_fn(*, mesh: Mesh | None = None, memory_budget_bytes: float | None = None,
-                 window: int | None = None, m: int = 2, d: int = 1, t: int = 0, s: int = 20,
-                 r: float | None = 20.0, quantize: bool = False, mode: str = "parity"):
+def window_le_fn(
+    *,
+    mesh: Mesh | None = None,
+    memory_budget_bytes: float | None = None,
+    window: int | None = None,
+    m: int = 2,
+    d: int = 1,
+    t: int = 0,
+    s: int = 20,
+    r: float | None = 20.0,
+    quantize: bool = False,
+    mode: str = "parity",
+):
     """The streaming Lyapunov step ``win (window, n_weights) float32 -> (slope, status int8)``
     (:func:`jaxprune.lyapunov.windowed_le_update`), sharded over `mesh` and chunked so that one
     chunk's temporaries fit `memory_budget_bytes` per device (needs `window` to measure)."""
@@ -346,11 +371,23 @@ def _le_dtype(traj, mode: str):
     raise ValueError(f"mode must be 'parity', 'fast' or 'auto', got {mode!r}")
 
 
-def sharded_windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2, d: int = 1,
-                        t: int = 0, s: int = 20, r: float | None = 20.0, quantize: bool = False,
-                        mode: str = "auto", end_offset: int = 5, mesh: Mesh | None = None,
-                        memory_budget_bytes: float | None = None,
-                        chunk_size: int | None = None) -> lyapunov.WindowedLE:
+def sharded_windowed_le(
+    traj,
+    *,
+    window: int = 50,
+    stride: int = 45,
+    m: int = 2,
+    d: int = 1,
+    t: int = 0,
+    s: int = 20,
+    r: float | None = 20.0,
+    quantize: bool = False,
+    mode: str = "auto",
+    end_offset: int = 5,
+    mesh: Mesh | None = None,
+    memory_budget_bytes: float | None = None,
+    chunk_size: int | None = None,
+) -> lyapunov.WindowedLE:
     """:func:`jaxprune.lyapunov.windowed_le` with the weight axis sharded over `mesh` (default:
     all local devices) and chunked to fit `memory_budget_bytes` per device.
 
@@ -367,19 +404,24 @@ def sharded_windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2,
     nw = windows.n_windows(T, window, stride)
     opts = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
     if nw <= 0 or W == 0:  # nothing to shard: the kernel's own edge-case handling
-        return lyapunov.windowed_le(traj, window=window, stride=stride, mode=mode,
-                                    end_offset=end_offset, **opts)
-    lyapunov.windowed_le(np.zeros((window, 1), np.float32), window=window, stride=stride,
-                         mode="fast", **opts)  # validates the options (cheap, raises early)
+        return lyapunov.windowed_le(traj, window=window, stride=stride, mode=mode, end_offset=end_offset, **opts)
+    lyapunov.windowed_le(
+        np.zeros((window, 1), np.float32), window=window, stride=stride, mode="fast", **opts
+    )  # validates the options (cheap, raises early)
     mesh = weight_mesh() if mesh is None else mesh
     n_dev = mesh.size
     send = np.float32 if np.dtype(getattr(traj, "dtype", np.float32)) == np.float32 else dtype
     item = np.dtype(send).itemsize
     io_pw = T * item + nw * (np.dtype(dtype).itemsize + 1)  # block input + outputs per weight
     C, k, n_blocks = _plan(
-        W, n_dev, chunk_size=chunk_size, budget=memory_budget_bytes, io_bytes=io_pw,
+        W,
+        n_dev,
+        chunk_size=chunk_size,
+        budget=memory_budget_bytes,
+        io_bytes=io_pw,
         kernel_bytes=lambda: le_bytes_per_weight(T, window, stride, np.dtype(dtype).name, **opts),
-        default=LE_CHUNK)
+        default=LE_CHUNK,
+    )
     width = n_dev * k * C
     fn = functools.partial(_le_chunk, window=window, stride=stride, dtype=dtype, le_kwargs=opts)
     struct = jax.eval_shape(fn, jax.ShapeDtypeStruct((T, C), send))
@@ -398,9 +440,16 @@ def sharded_windowed_le(traj, *, window: int = 50, stride: int = 45, m: int = 2,
     return lyapunov.WindowedLE(le.reshape((nw,) + tail), ends, status.reshape((nw,) + tail))
 
 
-def sharded_granger_tests(y, x, *, maxlag: int, mesh: Mesh | None = None,
-                          memory_budget_bytes: float | None = None, chunk_size: int | None = None,
-                          collinear_tol: float | None = None) -> granger_mod.GrangerResult:
+def sharded_granger_tests(
+    y,
+    x,
+    *,
+    maxlag: int,
+    mesh: Mesh | None = None,
+    memory_budget_bytes: float | None = None,
+    chunk_size: int | None = None,
+    collinear_tol: float | None = None,
+) -> granger_mod.GrangerResult:
     """:func:`jaxprune.granger.granger_tests` for one shared ``y`` ``(n,)`` and causes ``x``
     ``(n_weights, n)``, the weight axis sharded over `mesh` and chunked to fit
     `memory_budget_bytes` per device. Returns a `GrangerResult` of NumPy arrays.
@@ -419,29 +468,30 @@ def sharded_granger_tests(y, x, *, maxlag: int, mesh: Mesh | None = None,
         dt = jnp.float32
     W, n = x.shape
     # the kernel's argument checks (maxlag, lengths, finite y) on a one-weight call, up front
-    granger_mod.granger_tests(jnp.asarray(y, dt), jnp.zeros((1, n), dt), maxlag=maxlag,
-                              collinear_tol=collinear_tol)
+    granger_mod.granger_tests(jnp.asarray(y, dt), jnp.zeros((1, n), dt), maxlag=maxlag, collinear_tol=collinear_tol)
     mesh = weight_mesh() if mesh is None else mesh
     n_dev = mesh.size
     item = np.dtype(dt).itemsize
     io_pw = n * item + (7 * maxlag + 1) * item  # x row + (stat, p) x 3 distinct tests + status
     C, k, n_blocks = _plan(
-        W, n_dev, chunk_size=chunk_size, budget=memory_budget_bytes, io_bytes=io_pw,
+        W,
+        n_dev,
+        chunk_size=chunk_size,
+        budget=memory_budget_bytes,
+        io_bytes=io_pw,
         kernel_bytes=lambda: granger_bytes_per_weight(n, maxlag, np.dtype(dt).name),
-        default=GRANGER_CHUNK)
+        default=GRANGER_CHUNK,
+    )
     width = n_dev * k * C
 
     def fn(yy, xc):  # xc: (n, C), weights last
-        res = granger_mod.granger_tests(yy, xc.T, maxlag=maxlag, chunk_size=C,
-                                        collinear_tol=collinear_tol)
+        res = granger_mod.granger_tests(yy, xc.T, maxlag=maxlag, chunk_size=C, collinear_tol=collinear_tol)
         pick = lambda tr: (tr.statistic.T, tr.pvalue.T)  # noqa: E731  (maxlag, C)
-        return (pick(res.ssr_ftest), pick(res.ssr_chi2test), pick(res.lrtest),
-                pick(res.params_ftest), res.status)
+        return (pick(res.ssr_ftest), pick(res.ssr_chi2test), pick(res.lrtest), pick(res.params_ftest), res.status)
 
     yj = jnp.asarray(y, dt)
     struct = jax.eval_shape(fn, yj, jax.ShapeDtypeStruct((n, C), dt))
-    call = _shard_call(lambda yy, xx: _map_chunks(functools.partial(fn, yy), xx, C), mesh,
-                       (None, 2), struct)
+    call = _shard_call(lambda yy, xx: _map_chunks(functools.partial(fn, yy), xx, C), mesh, (None, 2), struct)
     x_host = x if isinstance(x, jax.Array) else np.asarray(x)
     parts = []
     for b in range(n_blocks):
@@ -451,20 +501,29 @@ def sharded_granger_tests(y, x, *, maxlag: int, mesh: Mesh | None = None,
         w1 = min(w0 + width, W)
         parts.append(jax.tree.map(lambda o: _to_host(o)[..., : w1 - w0], out))  # noqa: B023 (run now)
     cat = jax.tree.map(lambda *a: np.concatenate(a, -1), *parts)
-    ref = jax.eval_shape(lambda yy, xx: granger_mod.granger_tests(yy, xx, maxlag=maxlag),
-                         yj, jax.ShapeDtypeStruct((1, n), dt))
+    ref = jax.eval_shape(
+        lambda yy, xx: granger_mod.granger_tests(yy, xx, maxlag=maxlag), yj, jax.ShapeDtypeStruct((1, n), dt)
+    )
     lags = np.arange(1, maxlag + 1)
     dfd = n - lags - 2 * lags - 1
 
     def test(pair, chi2):
         stat, p = pair
-        return granger_mod.TestResult(stat.T, p.T, lags.astype(ref.ssr_ftest.df_num.dtype),
-                                      None if chi2 else dfd.astype(ref.ssr_ftest.df_denom.dtype))
+        return granger_mod.TestResult(
+            stat.T,
+            p.T,
+            lags.astype(ref.ssr_ftest.df_num.dtype),
+            None if chi2 else dfd.astype(ref.ssr_ftest.df_denom.dtype),
+        )
 
     return granger_mod.GrangerResult(
-        ssr_ftest=test(cat[0], False), ssr_chi2test=test(cat[1], True),
-        lrtest=test(cat[2], True), params_ftest=test(cat[3], False), status=cat[4],
-        nobs=(n - lags).astype(ref.nobs.dtype))
+        ssr_ftest=test(cat[0], False),
+        ssr_chi2test=test(cat[1], True),
+        lrtest=test(cat[2], True),
+        params_ftest=test(cat[3], False),
+        status=cat[4],
+        nobs=(n - lags).astype(ref.nobs.dtype),
+    )
 
 
 class _Transposed:

@@ -4,6 +4,7 @@
 returns and what ``seed_K/dense.npz`` holds (`jaxprune.rundir.save_dense` / `load_dense_run`); `Retrained` is
 one mask's retraining (`jaxprune.pipeline.retrain_mask`). Only NumPy here: no JAX, no files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,14 +16,29 @@ import numpy as np
 __all__ = ["DenseRun", "Retrained"]
 
 # dense.npz's arrays besides the init_i / params_i leaves, in the order they are written
-_DENSE_KEYS = ("le", "le_status", "sample_windows", "sample_idx", "risk", "end_steps",
-               "train_accuracy_history", "loss_history", "epoch_seconds", "seconds",
-               "train_accuracy", "test_accuracy", "dense_epochs_to_threshold", "steps", "epochs")
+_DENSE_KEYS = (
+    "le",
+    "le_status",
+    "sample_windows",
+    "sample_idx",
+    "risk",
+    "end_steps",
+    "train_accuracy_history",
+    "loss_history",
+    "epoch_seconds",
+    "seconds",
+    "train_accuracy",
+    "test_accuracy",
+    "dense_epochs_to_threshold",
+    "steps",
+    "epochs",
+)
 
 
 def _leaves(arrays: Mapping[str, Any], prefix: str) -> tuple[np.ndarray, ...]:
-    idx = sorted(int(k[len(prefix) + 1:]) for k in arrays
-                 if k.startswith(prefix + "_") and k[len(prefix) + 1:].isdigit())
+    idx = sorted(
+        int(k[len(prefix) + 1 :]) for k in arrays if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit()
+    )
     return tuple(arrays[f"{prefix}_{i}"] for i in idx)
 
 
@@ -73,14 +89,21 @@ class DenseRun:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """dense.npz's arrays, keys and dtypes as written since the first release."""
         arrays = dict(
-            le=self.le, le_status=self.le_status, sample_windows=self.sample_windows,
-            sample_idx=self.sample_idx, risk=self.risk, end_steps=self.end_steps,
-            train_accuracy_history=self.train_accuracy_history, loss_history=self.loss_history,
-            epoch_seconds=self.epoch_seconds, seconds=np.float64(self.seconds),
+            le=self.le,
+            le_status=self.le_status,
+            sample_windows=self.sample_windows,
+            sample_idx=self.sample_idx,
+            risk=self.risk,
+            end_steps=self.end_steps,
+            train_accuracy_history=self.train_accuracy_history,
+            loss_history=self.loss_history,
+            epoch_seconds=self.epoch_seconds,
+            seconds=np.float64(self.seconds),
             train_accuracy=np.float64(self.train_accuracy),
             test_accuracy=np.float64(self.test_accuracy),
             dense_epochs_to_threshold=np.int64(self.dense_epochs_to_threshold),
-            steps=np.int64(self.steps), epochs=np.int64(self.epochs),
+            steps=np.int64(self.steps),
+            epochs=np.int64(self.epochs),
             **{f"init_{i}": a for i, a in enumerate(self.init_leaves)},
             **{f"params_{i}": a for i, a in enumerate(self.param_leaves)},
         )
@@ -102,7 +125,8 @@ class DenseRun:
             return a.pop(key) if key in a else default
 
         kwargs = dict(
-            le=le, risk=risk,
+            le=le,
+            risk=risk,
             le_status=take("le_status", np.zeros(le.shape, np.int8)),
             sample_windows=take("sample_windows", np.zeros((len(risk), 0, 0), np.float32)),
             sample_idx=take("sample_idx", np.zeros((0,), np.int64)),
@@ -114,13 +138,16 @@ class DenseRun:
             train_accuracy=float(take("train_accuracy", np.nan)),
             test_accuracy=float(take("test_accuracy", np.nan)),
             dense_epochs_to_threshold=int(take("dense_epochs_to_threshold", -1)),
-            steps=int(take("steps", -1)), epochs=int(take("epochs", -1)),
-            init_leaves=_leaves(a, "init"), param_leaves=_leaves(a, "params"),
+            steps=int(take("steps", -1)),
+            epochs=int(take("epochs", -1)),
+            init_leaves=_leaves(a, "init"),
+            param_leaves=_leaves(a, "params"),
         )
         digest = a.pop("run_digest", None)
         kwargs["run_digest"] = None if digest is None else str(np.asarray(digest))
-        extras = {k: v for k, v in a.items()
-                  if not (k.startswith(("init_", "params_")) and k.split("_", 1)[1].isdigit())}
+        extras = {
+            k: v for k, v in a.items() if not (k.startswith(("init_", "params_")) and k.split("_", 1)[1].isdigit())
+        }
         return cls(**kwargs, extras=extras)
 
     # read-only mapping over dense.npz's keys (the dict interface of earlier versions)

@@ -19,6 +19,7 @@ Series are centred and scaled first (the t statistic and the AIC argmin are inva
 Cost: O(n * maxlag^2) per series (explicit Gram), chunked over series; this step is optional and
 not the hot path. Degenerate series (constant, non-finite) get NaN with ``status`` != 0.
 """
+
 from __future__ import annotations
 
 import functools

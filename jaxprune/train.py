@@ -27,6 +27,7 @@ window store, the trajectory file, params / metrics files) in `jaxprune.checkpoi
 is handed a checkpointer and has no file code of its own. The old names (``window_count``,
 ``save_params``, ``load_params``, ``save_metrics``, ...) are still importable from here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,8 +82,12 @@ def optimizer_names() -> tuple[str, ...]:
     names = []
     for name in dir(optax):
         obj = getattr(optax, name, None)
-        if (callable(obj) and not name.startswith("_") and name not in _NOT_PLAIN_OPTIMIZERS
-                and getattr(obj, "__module__", "") == "optax._src.alias"):
+        if (
+            callable(obj)
+            and not name.startswith("_")
+            and name not in _NOT_PLAIN_OPTIMIZERS
+            and getattr(obj, "__module__", "") == "optax._src.alias"
+        ):
             names.append(name)
     return tuple(sorted(names, key=lambda n: (n not in ("sgd", "adam"), n)))
 
@@ -128,8 +133,10 @@ class TrainConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.optimizer not in optimizer_names():
-            raise ValueError(f"optax has no optimizer named {self.optimizer!r}: use one such "
-                             f"as {', '.join(optimizer_names()[:8])}, ...")
+            raise ValueError(
+                f"optax has no optimizer named {self.optimizer!r}: use one such "
+                f"as {', '.join(optimizer_names()[:8])}, ..."
+            )
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -167,8 +174,7 @@ def diverged(params: PyTree, loss: float) -> str | None:
     """Why a state has diverged (NaN / inf loss or weights, |w| > `DIVERGED_ABS`), or None."""
     if not math.isfinite(loss):
         return f"the loss is {loss}"
-    worst = max((float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(params)
-                 if jnp.size(leaf)), default=0.0)
+    worst = max((float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(params) if jnp.size(leaf)), default=0.0)
     if not math.isfinite(worst):
         return "weights are NaN or inf"
     if worst > DIVERGED_ABS:
@@ -312,17 +318,13 @@ def make_epoch_fn(
                 ends = ends.at[n_out].set(n_rec.astype(jnp.int32))
                 return outs, accs, ends, n_out + 1
 
-            outs, accs, ends, n_out = jax.lax.cond(
-                complete, emit, lambda o: o, (outs, accs, ends, n_out)
-            )
+            outs, accs, ends, n_out = jax.lax.cond(complete, emit, lambda o: o, (outs, accs, ends, n_out))
             new_state = TrainState(params, opt_state, n_rec, ring)
             per_step = (loss, batch_acc, w if record_trajectory else None)
             return (new_state, outs, accs, ends, n_out), per_step
 
         init = (state, out0, acc0, end0, jnp.int32(0))
-        (state, outs, accs, ends, n_out), (losses, batch_accs, traj) = jax.lax.scan(
-            body, init, (idx, wts)
-        )
+        (state, outs, accs, ends, n_out), (losses, batch_accs, traj) = jax.lax.scan(body, init, (idx, wts))
         return state, EpochOutput(outs, n_out, ends, accs, losses, batch_accs, traj)
 
     # Donating the state lets XLA update params and ring buffer in place on GPU/TPU; the CPU
@@ -438,9 +440,7 @@ class Trainer:
         x_train = np.asarray(x_train)
         y_train = np.asarray(y_train)
         if x_train.ndim != 2 or y_train.shape != (x_train.shape[0],):
-            raise ValueError(
-                f"x_train must be (n, features) and y_train (n,); got {x_train.shape}, {y_train.shape}"
-            )
+            raise ValueError(f"x_train must be (n, features) and y_train (n,); got {x_train.shape}, {y_train.shape}")
         if x_train.shape[0] < 1:
             raise ValueError("x_train is empty")
         if not np.issubdtype(y_train.dtype, np.integer):
@@ -461,9 +461,7 @@ class Trainer:
         self.n_train = int(x_train.shape[0])
         self.steps_per_epoch = steps_per_epoch(self.n_train, config.batch_size)
         self.window_fn = window_fn
-        self.keep_window_outputs = (
-            (window_fn is not None) if keep_window_outputs is None else keep_window_outputs
-        )
+        self.keep_window_outputs = (window_fn is not None) if keep_window_outputs is None else keep_window_outputs
         self.keep_trajectory = None if keep_trajectory is None else Path(keep_trajectory)
         if checkpointer is not None and checkpoint_dir is not None:
             raise ValueError("give checkpoint_dir or checkpointer, not both")
@@ -481,8 +479,9 @@ class Trainer:
             # optimizers differ only in data their state carries (e.g. prune.masked's mask)
             self._epoch_fn, self._accuracy = epoch_fn_cache[key]
         else:
-            self._epoch_fn = make_epoch_fn(self.apply, self.tx, config, self.n_train,
-                                           window_fn=window_fn, record_trajectory=record)
+            self._epoch_fn = make_epoch_fn(
+                self.apply, self.tx, config, self.n_train, window_fn=window_fn, record_trajectory=record
+            )
             apply = self.apply
             self._accuracy = jax.jit(lambda p, x, y: accuracy(apply, p, x, y))
             if key is not None:
@@ -588,14 +587,18 @@ class Trainer:
             if restored is not None:
                 state, store, history, start_epoch = restored
         # a checkpoint saved when the target was reached ends the run: resuming must not train on
-        reached = (target_train_accuracy is not None and bool(history["train_accuracy"])
-                   and history["train_accuracy"][-1] >= target_train_accuracy)
+        reached = (
+            target_train_accuracy is not None
+            and bool(history["train_accuracy"])
+            and history["train_accuracy"][-1] >= target_train_accuracy
+        )
         last_epoch = start_epoch if reached else epochs
         traj = None
         if self.keep_trajectory is not None:
             traj = TrajectoryFile(self.keep_trajectory)
-            traj.open(epochs * self.steps_per_epoch, self.n_weights,
-                      start_epoch * self.steps_per_epoch if resume else 0)
+            traj.open(
+                epochs * self.steps_per_epoch, self.n_weights, start_epoch * self.steps_per_epoch if resume else 0
+            )
         bar = _progress(epochs, start_epoch, progress, progress_desc)
         epoch = start_epoch
         last_save = time.perf_counter()
@@ -618,7 +621,8 @@ class Trainer:
                     raise TrainingDiverged(
                         f"training diverged in epoch {epoch + 1} ({why}; optimizer "
                         f"{self.config.optimizer}, learning rate {self.config.learning_rate:g}): "
-                        "lower the learning rate")
+                        "lower the learning rate"
+                    )
                 history["train_accuracy"].append(train_acc)
                 history["epoch_seconds"].append(dt)
                 if bar is not None:
@@ -664,12 +668,12 @@ class Trainer:
             n_weights=self.n_weights,
         )
 
-
     def _open_checkpointer(self) -> CheckpointerLike | None:
         """This fit's checkpointer: the one given, else one on `checkpoint_dir`, else None."""
         if self.checkpointer is not None:
             return self.checkpointer
         return None if self.checkpoint_dir is None else Checkpointer(self.checkpoint_dir)
+
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
     if not enabled:

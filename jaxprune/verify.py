@@ -8,6 +8,7 @@ reference LE series through statsmodels) and for the Granger kernel alone
 (``granger_pvalue_max_rel_diff``, the run's own LE series through statsmodels). A GPU/TPU run
 can be trusted this way without rerunning the slow tools on every weight.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -45,8 +46,7 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
     le, risk = np.asarray(dense["le"]), np.asarray(dense["risk"])
     k = len(idx) if sample is None else min(sample, len(idx))
     pick = np.sort(rng.choice(len(idx), size=k, replace=False))
-    opts = dict(m=cfg["m"], d=cfg["d"], t=cfg["theiler"], s=cfg["s"], r=cfg["r"],
-                quantize=cfg["quantize"])
+    opts = dict(m=cfg["m"], d=cfg["d"], t=cfg["theiler"], s=cfg["s"], r=cfg["r"], quantize=cfg["quantize"])
     le_diff, nan_mismatch = 0.0, 0
     ref_le = np.empty((len(risk), k))
     for c, j in enumerate(pick):
@@ -58,22 +58,32 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
         nan_mismatch += int(np.sum(np.isfinite(ref_le[:, c]) != np.isfinite(got)))
         if both.any():
             le_diff = max(le_diff, float(np.max(np.abs(ref_le[both, c] - got[both]))))
-    out = {"seed_dir": seed_dir.name, "weights_checked": int(k), "le_max_abs_diff": le_diff,
-           "le_nan_mismatches": nan_mismatch, "masks": {}}
+    out = {
+        "seed_dir": seed_dir.name,
+        "weights_checked": int(k),
+        "le_max_abs_diff": le_diff,
+        "le_nan_mismatches": nan_mismatch,
+        "masks": {},
+    }
     for method in ("legcnet_ft", "legcnet_pt"):
         n = len(risk) if method == "legcnet_ft" else min(cfg["pt_windows"], len(risk))
         maxlag = int(analysis[f"maxlag_{method}"])
         pmin = np.asarray(analysis[f"pmin_{method}"])
         keep = np.asarray(analysis[f"mask_{method}"])
         p_diff, p_diff_own, flips, p_nan_mismatch = 0.0, 0.0, [], 0
+
         def reference_p(series):
             """statsmodels' min p of an LE series as the run would test it (NaN fill, rounding);
             NaN for a series without any estimate or one statsmodels refuses."""
             if np.all(np.isnan(series)):
                 return float("nan")
             # called only within this iteration of the method loop: n, maxlag are current
-            p = _statsmodels_min_p(risk[:n], np.nan_to_num(series, nan=cfg["nan_fill"]), maxlag,  # noqa: B023
-                                   cfg["test"])
+            p = _statsmodels_min_p(
+                risk[:n],  # noqa: B023
+                np.nan_to_num(series, nan=cfg["nan_fill"]),
+                maxlag,  # noqa: B023
+                cfg["test"],
+            )
             if cfg.get("round_pvalues") is not None and np.isfinite(p):
                 p = round(p, cfg["round_pvalues"])
             return p
@@ -100,12 +110,13 @@ def verify_seed(seed_dir: Path, cfg: dict, *, sample: int | None, rng: np.random
             else:
                 ref_keep = cfg["untestable"] == "keep"
             if cfg["correction"] == "none" and cfg.get("layers") is None and bool(keep[w]) != ref_keep:
-                flips.append({"weight": w, "p_statsmodels": p_ref, "p_jaxprune": p_got,
-                              "kept_by_run": bool(keep[w])})
-        out["masks"][method] = {"pvalue_max_rel_diff": p_diff,
-                                "granger_pvalue_max_rel_diff": float(p_diff_own),
-                                "pvalue_nan_mismatches": p_nan_mismatch,
-                                "decision_flips": flips}
+                flips.append({"weight": w, "p_statsmodels": p_ref, "p_jaxprune": p_got, "kept_by_run": bool(keep[w])})
+        out["masks"][method] = {
+            "pvalue_max_rel_diff": p_diff,
+            "granger_pvalue_max_rel_diff": float(p_diff_own),
+            "pvalue_nan_mismatches": p_nan_mismatch,
+            "decision_flips": flips,
+        }
     return out
 
 
@@ -128,8 +139,9 @@ def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     # only the run's own seeds: a seed_K/ left by an earlier run with more seeds is not this run
     run_seeds = saved.get("seeds")
-    candidates = ([run_dir / f"seed_{int(s)}" for s in run_seeds] if run_seeds is not None
-                  else sorted(run_dir.glob("seed_*")))
+    candidates = (
+        [run_dir / f"seed_{int(s)}" for s in run_seeds] if run_seeds is not None else sorted(run_dir.glob("seed_*"))
+    )
     seed_dirs = [p for p in candidates if (p / "analysis.npz").exists()]
     if not seed_dirs:
         raise FileNotFoundError(f"{run_dir} holds no finished seed (seed_*/analysis.npz)")
@@ -139,10 +151,10 @@ def verify_run(run_dir, *, sample: int | None = None, seed: int = 0) -> dict:
         "le_mode": cfg["le_mode"],
         "seeds": per_seed,
         "le_max_abs_diff": max(s["le_max_abs_diff"] for s in per_seed),
-        "pvalue_max_rel_diff": max(m["pvalue_max_rel_diff"] for s in per_seed
-                                   for m in s["masks"].values()),
-        "granger_pvalue_max_rel_diff": max(m["granger_pvalue_max_rel_diff"] for s in per_seed
-                                           for m in s["masks"].values()),
+        "pvalue_max_rel_diff": max(m["pvalue_max_rel_diff"] for s in per_seed for m in s["masks"].values()),
+        "granger_pvalue_max_rel_diff": max(
+            m["granger_pvalue_max_rel_diff"] for s in per_seed for m in s["masks"].values()
+        ),
         "decision_flips": sum(len(m["decision_flips"]) for s in per_seed for m in s["masks"].values()),
         # windows / weights where exactly one side has an estimate: the differences above only
         # cover entries finite on both sides, so these must be 0 for the run to be trusted

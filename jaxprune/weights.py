@@ -11,6 +11,7 @@ axis of `n_weights` kernel weights. This module is the one place that defines th
 
 `weight_index` returns the ``(layer, row, col)`` triple of every flat position.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -106,9 +107,7 @@ def unflatten_kernels(flat: jax.Array, like: PyTree, *, other: Any = None) -> Py
     flat = jnp.asarray(flat)
     layout = kernel_layout(like)
     if flat.shape != (layout.n_weights,):
-        raise ValueError(
-            f"flat has shape {flat.shape}, expected ({layout.n_weights},) for these params"
-        )
+        raise ValueError(f"flat has shape {flat.shape}, expected ({layout.n_weights},) for these params")
     kernel_iter = iter(range(layout.n_layers))
 
     def build(path, leaf):
@@ -124,11 +123,7 @@ def unflatten_kernels(flat: jax.Array, like: PyTree, *, other: Any = None) -> Py
 
 def weight_index(params_or_layout: PyTree | KernelLayout) -> np.ndarray:
     """The ``(layer, row, col)`` of every flat weight: int array of shape ``(n_weights, 3)``."""
-    layout = (
-        params_or_layout
-        if isinstance(params_or_layout, KernelLayout)
-        else kernel_layout(params_or_layout)
-    )
+    layout = params_or_layout if isinstance(params_or_layout, KernelLayout) else kernel_layout(params_or_layout)
     rows = []
     for layer, shape in enumerate(layout.shapes):
         if len(shape) != 2:

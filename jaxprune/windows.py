@@ -17,6 +17,7 @@ Example: 100 recorded steps, window 50, stride 45: windows cover ``w[0:50]`` and
 
 Plain Python / NumPy on static integers (shapes): usable while tracing a jitted function.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,8 +53,7 @@ def n_windows(n_steps: int, window: int = 50, stride: int = 45) -> int:
     return 0 if n_steps < window else (n_steps - window) // stride + 1
 
 
-def window_end_steps(n_windows: int, window: int = 50, stride: int = 45,
-                     offset: int | None = None) -> np.ndarray:
+def window_end_steps(n_windows: int, window: int = 50, stride: int = 45, offset: int | None = None) -> np.ndarray:
     """End step (1-based optimizer step) of windows ``k = 0 .. n_windows - 1``.
 
     ``stride * (k + 1) + offset``; the default ``offset = window - stride`` gives

@@ -8,6 +8,7 @@ OUT.npz. Then, in the same processes (one start-up for both checks), ``jaxprune 
 remaining arguments through the CLI's ``main`` (its ``initialize_from_env`` finds the run already
 initialised; its ``finally: shutdown()`` ends it).
 """
+
 import os
 import sys
 import time
@@ -45,15 +46,21 @@ def main(out: str, run_args: list[str]) -> int:
         mesh = sharding.weight_mesh()
         assert jax.process_count() > 1 and mesh.size == jax.device_count() > jax.local_device_count()
         traj, risk, cause = inputs()
-        le = sharding.sharded_windowed_le(traj, window=100, stride=90, mode="parity", mesh=mesh,
-                                          chunk_size=8)
+        le = sharding.sharded_windowed_le(traj, window=100, stride=90, mode="parity", mesh=mesh, chunk_size=8)
         log("sharded LE done")
         g = sharding.sharded_granger_tests(risk, cause, maxlag=2, mesh=mesh, chunk_size=8)
         log("sharded Granger done")
         if distributed.is_primary():
-            np.savez(out, le=le.le, status=le.status, p=g.ssr_ftest.pvalue,
-                     stat=g.ssr_ftest.statistic, gstatus=g.status,
-                     n_processes=jax.process_count(), n_devices=mesh.size)
+            np.savez(
+                out,
+                le=le.le,
+                status=le.status,
+                p=g.ssr_ftest.pvalue,
+                stat=g.ssr_ftest.statistic,
+                gstatus=g.status,
+                n_processes=jax.process_count(),
+                n_devices=mesh.size,
+            )
         if run_args:
             from jaxprune.cli import main as cli_main
 

@@ -1,6 +1,7 @@
 """Shared cases of tests/test_sharding.py; run as a script it computes them on every device of
 the process (the test starts it with XLA_FLAGS=--xla_force_host_platform_device_count=4 set
 before JAX is imported) and writes them to the .npz path given as argv[1]."""
+
 import os
 import sys
 
@@ -42,11 +43,11 @@ def compute(mesh, *, budget=None, modes=("fast",)):
     y, x = granger_inputs()
     out = {}
     for mode in modes:
-        res = sharding.sharded_windowed_le(traj, mode=mode, mesh=mesh, chunk_size=32,
-                                           memory_budget_bytes=budget, **LE_KW)
+        res = sharding.sharded_windowed_le(
+            traj, mode=mode, mesh=mesh, chunk_size=32, memory_budget_bytes=budget, **LE_KW
+        )
         out[f"le_{mode}"], out[f"le_status_{mode}"] = res.le, res.status
-    g = sharding.sharded_granger_tests(y, x, maxlag=4, mesh=mesh, chunk_size=64,
-                                       memory_budget_bytes=budget)
+    g = sharding.sharded_granger_tests(y, x, maxlag=4, mesh=mesh, chunk_size=64, memory_budget_bytes=budget)
     for name in ("ssr_ftest", "ssr_chi2test", "lrtest"):
         out[f"g_{name}_stat"] = g._asdict()[name].statistic
         out[f"g_{name}_p"] = g._asdict()[name].pvalue
@@ -64,9 +65,12 @@ from jaxprune.pipeline import LegcnetConfig
 from jaxprune.train import TrainConfig
 
 CFG = LegcnetConfig(
-    train=TrainConfig(hidden=(6,), batch_size=8, epochs=30, window=30, stride=27,
-                      learning_rate=0.1),
-    maxlag=3, pt_windows=16, target_accuracy=0.8, le_mode="parity", verify_sample=4,
+    train=TrainConfig(hidden=(6,), batch_size=8, epochs=30, window=30, stride=27, learning_rate=0.1),
+    maxlag=3,
+    pt_windows=16,
+    target_accuracy=0.8,
+    le_mode="parity",
+    verify_sample=4,
 )
 
 
@@ -75,8 +79,7 @@ CFG = LegcnetConfig(
 # sharded Lyapunov path (sharded_window_fn), compute() the float32 one.
 def pipeline_masks(tmp: str) -> dict:
     data = load_dataset("iris", seed=0)
-    dense = pipeline.train_dense(data, CFG, 0, Path(tmp), resume=False, progress=False,
-                                 checkpoint_every_s=1e9)
+    dense = pipeline.train_dense(data, CFG, 0, Path(tmp), resume=False, progress=False, checkpoint_every_s=1e9)
     _, like = pipeline._init_params(data, CFG, 0)
     analysis = pipeline.analyze_dense(dense, like, CFG, 0)
     out = {"pipe_le": np.asarray(dense["le"]), "pipe_risk": np.asarray(dense["risk"])}

@@ -1,5 +1,6 @@
 """jaxprune.analysis (paired tests, IoU, ESD alpha), figures and the extended report on a fake
 run directory with the pipeline's file layout (no training: fast)."""
+
 import json
 from pathlib import Path
 
@@ -27,8 +28,9 @@ def test_paired_test_matches_scipy():
     assert res["ci_low"] == pytest.approx(d.mean() - half)
     assert res["significant"] and res["verdict"].startswith("FT is better than random pruning")
     # no Wilcoxon below 6 seeds; a plain "does not" when not significant
-    res5 = an.paired_test([0.9, 0.8, 0.85, 0.7, 0.6], [0.85, 0.82, 0.8, 0.72, 0.5],
-                          name_a="FT", name_b="random pruning at equal sparsity")
+    res5 = an.paired_test(
+        [0.9, 0.8, 0.85, 0.7, 0.6], [0.85, 0.82, 0.8, 0.72, 0.5], name_a="FT", name_b="random pruning at equal sparsity"
+    )
     assert res5["p_wilcoxon"] is None and not res5["significant"]
     assert res5["verdict"].startswith("FT does not beat random pruning at equal sparsity (mean diff +3.20 pp")
     assert "5 seeds" in res5["verdict"]
@@ -46,12 +48,18 @@ def test_paired_test_degenerate_cases():
 def test_compare_methods_pairs_by_seed_and_name():
     runs = []
     for s in range(3):
-        for name, acc in (("dense", 0.9), ("legcnet_ft", 0.88 + 0.01 * s), ("random", 0.87),
-                          ("magnitude", 0.89)):
-            runs.append({"name": name, "method": name.split("_")[0] if name != "legcnet_ft"
-                         else name, "seed": s, "test_accuracy": acc, "macro_f1": acc,
-                         "pruned_per_layer": [0, 0] if name == "dense" else [2, 1],
-                         "sparsity": 0.1})
+        for name, acc in (("dense", 0.9), ("legcnet_ft", 0.88 + 0.01 * s), ("random", 0.87), ("magnitude", 0.89)):
+            runs.append(
+                {
+                    "name": name,
+                    "method": name.split("_")[0] if name != "legcnet_ft" else name,
+                    "seed": s,
+                    "test_accuracy": acc,
+                    "macro_f1": acc,
+                    "pruned_per_layer": [0, 0] if name == "dense" else [2, 1],
+                    "sparsity": 0.1,
+                }
+            )
     res = {f"{c['a']}|{c['b']}": c for c in an.compare_methods(runs)}
     assert set(res) == {"legcnet_ft|random", "legcnet_ft|magnitude", "legcnet_ft|dense"}
     assert res["legcnet_ft|random"]["seeds"] == [0, 1, 2]
@@ -72,9 +80,16 @@ def test_compare_methods_missing_seed_unequal_counts_against_scipy():
             pruned = [0, 0] if name == "dense" else [3, 1]
             if name == "magnitude" and s == 1:
                 pruned = [2, 2]  # same total, other layers: not equal sparsity per layer
-            runs.append({"name": name, "method": name, "seed": s,
-                         "test_accuracy": float(acc[name][s]), "pruned_per_layer": pruned,
-                         "sparsity": sum(pruned) / 20})
+            runs.append(
+                {
+                    "name": name,
+                    "method": name,
+                    "seed": s,
+                    "test_accuracy": float(acc[name][s]),
+                    "pruned_per_layer": pruned,
+                    "sparsity": sum(pruned) / 20,
+                }
+            )
     res = {f"{c['a']}|{c['b']}": c for c in an.compare_methods(runs)}
     r = res["legcnet_ft|random"]
     assert r["seeds"] == [0, 1, 3] and r["equal_sparsity"]
@@ -83,8 +98,7 @@ def test_compare_methods_missing_seed_unequal_counts_against_scipy():
     assert r["t"] == pytest.approx(ref.statistic, rel=1e-12)
     m = res["legcnet_ft|magnitude"]
     assert m["seeds"] == [0, 1, 2, 3] and not m["equal_sparsity"]
-    assert m["p_t"] == pytest.approx(stats.ttest_rel(acc["legcnet_ft"], acc["magnitude"]).pvalue,
-                                     rel=1e-12)
+    assert m["p_t"] == pytest.approx(stats.ttest_rel(acc["legcnet_ft"], acc["magnitude"]).pvalue, rel=1e-12)
     assert res["legcnet_ft|dense"]["equal_sparsity"]  # dense is the unpruned reference
 
 
@@ -107,10 +121,15 @@ def test_iou_and_chance():
 
 
 def test_mask_stability_tables():
-    keep = {s: {"legcnet_ft": np.array([0, 1, 1, 1, 0, 1], bool),
-                "legcnet_pt": np.array([0, 1, 1, 1, 1, 1], bool),
-                "magnitude": np.array([0, 1, 1, 1, 1, 0], bool),
-                "random": np.array([1, 0, 1, 1, 0, 1], bool)} for s in (0, 1)}
+    keep = {
+        s: {
+            "legcnet_ft": np.array([0, 1, 1, 1, 0, 1], bool),
+            "legcnet_pt": np.array([0, 1, 1, 1, 1, 1], bool),
+            "magnitude": np.array([0, 1, 1, 1, 1, 0], bool),
+            "random": np.array([1, 0, 1, 1, 0, 1], bool),
+        }
+        for s in (0, 1)
+    }
     st = an.mask_stability(keep, [0, 3, 6])
     assert st["within"]["legcnet_ft|legcnet_pt"]["iou"] == pytest.approx(1 / 2)
     assert st["within"]["legcnet_ft|magnitude"]["iou"] == pytest.approx(1 / 3)
@@ -164,8 +183,13 @@ def _fake_run(tmp_path, seeds=(0, 1, 2), retrained=True):
             leaves[f"params_{2 * i + 1}"] = rng.normal(size=(a, b))
             leaves[f"init_{2 * i}"] = rng.normal(size=b)
             leaves[f"init_{2 * i + 1}"] = rng.normal(size=(a, b))
-        np.savez(d / "dense.npz", le=le, risk=np.linspace(0.6, 0.1, 30),
-                 train_accuracy_history=np.linspace(0.4, 0.9, 12), **leaves)
+        np.savez(
+            d / "dense.npz",
+            le=le,
+            risk=np.linspace(0.6, 0.1, 30),
+            train_accuracy_history=np.linspace(0.4, 0.9, 12),
+            **leaves,
+        )
         masks = {}
         for name in NAMES:
             keep = np.ones(n, bool)
@@ -177,38 +201,91 @@ def _fake_run(tmp_path, seeds=(0, 1, 2), retrained=True):
         np.savez(d / "analysis.npz", **masks, pmin_legcnet_ft=pmin, pmin_legcnet_pt=pmin[::-1])
         for name in NAMES:
             keep = masks[f"mask_{name}"]
-            pruned = [int((~keep[:sizes[0]]).sum()), int((~keep[sizes[0]:]).sum())]
-            runs.append({"name": name, "method": name.split("_")[0] if "legcnet" not in name
-                         else name, "seed": s, "matched_to": None,
-                         "test_accuracy": 0.8 + 0.05 * rng.random(), "macro_f1": 0.8,
-                         "macro_precision": 0.8, "macro_recall": 0.8,
-                         "sparsity": sum(pruned) / n, "flops": 100, "epochs": 10,
-                         "pruned_per_layer": pruned,
-                         "kept_per_layer": [sz - p for sz, p in zip(sizes, pruned)],
-                         "reached_threshold": True, "epochs_to_threshold": 10})
+            pruned = [int((~keep[: sizes[0]]).sum()), int((~keep[sizes[0] :]).sum())]
+            runs.append(
+                {
+                    "name": name,
+                    "method": name.split("_")[0] if "legcnet" not in name else name,
+                    "seed": s,
+                    "matched_to": None,
+                    "test_accuracy": 0.8 + 0.05 * rng.random(),
+                    "macro_f1": 0.8,
+                    "macro_precision": 0.8,
+                    "macro_recall": 0.8,
+                    "sparsity": sum(pruned) / n,
+                    "flops": 100,
+                    "epochs": 10,
+                    "pruned_per_layer": pruned,
+                    "kept_per_layer": [sz - p for sz, p in zip(sizes, pruned)],
+                    "reached_threshold": True,
+                    "epochs_to_threshold": 10,
+                }
+            )
             if retrained:
-                params = {"layers": {str(i): {"kernel": rng.normal(size=sh), "bias": np.zeros(sh[1])}
-                                     for i, sh in enumerate(SHAPES)}}
-                rundir.save_retrained(tmp_path, s, name, params,
-                                      {"train_accuracy": list(np.linspace(0.3, 0.9, 8)),
-                                       "loss": [1.0] * 8})
-        summ = {"n_windows": 30, "maxlag_used": 5, "pruned": [2, 2], "pruned_total": 4,
-                "sparsity": 4 / n, "untestable": [1, 0], "le_undefined": 1,
-                "pruned_if_keep": 4, "pruned_if_prune": 5,
-                "corrections": {"none": {"pruned_if_keep": 4, "pruned_if_prune": 5,
-                                         "n_weights": n}}}
-        per_seed.append({"seed": s, "summaries": {"legcnet_ft": summ, "legcnet_pt": summ},
-                         "timings": {"train_and_le": 1.0, "retrain": 1.0},
-                         "dense_full_run": {"train_accuracy": 0.9, "test_accuracy": 0.85,
-                                            "epochs": 12, "steps": 100, "n_windows": 30}})
-    results = {"dataset": "fake", "seeds": list(seeds), "runs": runs, "per_seed": per_seed,
-               "config": {"train": {"hidden": [4], "activation": "sigmoid", "loss": "mse",
-                                    "optimizer": "sgd", "learning_rate": 0.1, "batch_size": 8,
-                                    "epochs": 12, "window": 30, "stride": 27},
-                          "le_mode": "fast", "test": "ssr_chi2test", "maxlag": 5, "alpha": 0.05,
-                          "correction": "none", "untestable": "keep", "pt_windows": 10,
-                          "target_accuracy": 0.8, "max_retrain_epochs": None, "layers": None},
-               "jax": {"backend": "cpu", "devices": ["cpu:0"], "version": "x"}}
+                params = {
+                    "layers": {
+                        str(i): {"kernel": rng.normal(size=sh), "bias": np.zeros(sh[1])} for i, sh in enumerate(SHAPES)
+                    }
+                }
+                rundir.save_retrained(
+                    tmp_path, s, name, params, {"train_accuracy": list(np.linspace(0.3, 0.9, 8)), "loss": [1.0] * 8}
+                )
+        summ = {
+            "n_windows": 30,
+            "maxlag_used": 5,
+            "pruned": [2, 2],
+            "pruned_total": 4,
+            "sparsity": 4 / n,
+            "untestable": [1, 0],
+            "le_undefined": 1,
+            "pruned_if_keep": 4,
+            "pruned_if_prune": 5,
+            "corrections": {"none": {"pruned_if_keep": 4, "pruned_if_prune": 5, "n_weights": n}},
+        }
+        per_seed.append(
+            {
+                "seed": s,
+                "summaries": {"legcnet_ft": summ, "legcnet_pt": summ},
+                "timings": {"train_and_le": 1.0, "retrain": 1.0},
+                "dense_full_run": {
+                    "train_accuracy": 0.9,
+                    "test_accuracy": 0.85,
+                    "epochs": 12,
+                    "steps": 100,
+                    "n_windows": 30,
+                },
+            }
+        )
+    results = {
+        "dataset": "fake",
+        "seeds": list(seeds),
+        "runs": runs,
+        "per_seed": per_seed,
+        "config": {
+            "train": {
+                "hidden": [4],
+                "activation": "sigmoid",
+                "loss": "mse",
+                "optimizer": "sgd",
+                "learning_rate": 0.1,
+                "batch_size": 8,
+                "epochs": 12,
+                "window": 30,
+                "stride": 27,
+            },
+            "le_mode": "fast",
+            "test": "ssr_chi2test",
+            "maxlag": 5,
+            "alpha": 0.05,
+            "correction": "none",
+            "untestable": "keep",
+            "pt_windows": 10,
+            "target_accuracy": 0.8,
+            "max_retrain_epochs": None,
+            "layers": None,
+        },
+        "jax": {"backend": "cpu", "devices": ["cpu:0"], "version": "x"},
+    }
     (tmp_path / "results.json").write_text(json.dumps(results))
     return results
 
@@ -217,15 +294,20 @@ def test_figures_and_report_from_fake_run_dir(tmp_path):
     results = _fake_run(tmp_path)
     figs, errors = make_figures(tmp_path, results)
     assert not errors, errors
-    assert set(figs) == {"le_heatmap", "risk", "pmin_hist", "accuracy_epochs",
-                         "pruned_per_layer", "accuracy_sparsity"}
+    assert set(figs) == {"le_heatmap", "risk", "pmin_hist", "accuracy_epochs", "pruned_per_layer", "accuracy_sparsity"}
     for rel in figs.values():
         assert (tmp_path / rel).stat().st_size > 1000
     path = report.report_from_dir(tmp_path)
     text = path.read_text()
-    for needle in ("| legcnet_ft |", "## Does the causal criterion beat", "## Mask stability",
-                   "## Weight spectra", "![Test accuracy vs sparsity](figures/accuracy_sparsity.png)",
-                   "FT does not beat random pruning", "LEGCNet-FT vs magnitude (FT sparsity)"):
+    for needle in (
+        "| legcnet_ft |",
+        "## Does the causal criterion beat",
+        "## Mask stability",
+        "## Weight spectra",
+        "![Test accuracy vs sparsity](figures/accuracy_sparsity.png)",
+        "FT does not beat random pruning",
+        "LEGCNet-FT vs magnitude (FT sparsity)",
+    ):
         assert needle in text, needle
     assert (tmp_path / "analyses.json").exists()
     assert report.main([str(tmp_path)]) == 0
@@ -240,11 +322,12 @@ def test_report_degrades_without_per_seed_files(tmp_path):
     assert "| legcnet_ft |" in text and "Not available" in text
     # paired tests need only results.json; the verdict is pinned (seeded fake accuracies) and
     # its p-value is scipy's paired t-test on those accuracies
-    acc = {n: [r["test_accuracy"] for r in results["runs"] if r["name"] == n]
-           for n in ("legcnet_ft", "random")}
+    acc = {n: [r["test_accuracy"] for r in results["runs"] if r["name"] == n] for n in ("legcnet_ft", "random")}
     assert round(stats.ttest_rel(acc["legcnet_ft"], acc["random"]).pvalue, 2) == 0.51
-    assert ("* FT does not beat random pruning at equal sparsity (mean diff -0.72 pp, 95% CI "
-            "[-4.63, +3.20], d=-0.45, p=0.51, 3 seeds).") in text
+    assert (
+        "* FT does not beat random pruning at equal sparsity (mean diff -0.72 pp, 95% CI "
+        "[-4.63, +3.20], d=-0.45, p=0.51, 3 seeds)."
+    ) in text
 
 
 # ------------------------------------------------------------------------------ RunData
@@ -260,11 +343,14 @@ def _fake_run_variant(tmp_path, variant):
     return results
 
 
-@pytest.mark.parametrize("variant,golden", [
-    ("full", "report_fake_run.md"),
-    ("no_retrained", "report_fake_run_no_retrained.md"),
-    ("no_seed_files", "report_fake_run_no_seed_files.md"),
-])
+@pytest.mark.parametrize(
+    "variant,golden",
+    [
+        ("full", "report_fake_run.md"),
+        ("no_retrained", "report_fake_run_no_retrained.md"),
+        ("no_seed_files", "report_fake_run_no_seed_files.md"),
+    ],
+)
 def test_report_text_unchanged(tmp_path, variant, golden):
     # the golden files are the reports the package wrote for these fake runs before the report
     # and the figures were built from one in-memory RunData; the text must not change
@@ -305,8 +391,7 @@ def test_analysis_of_in_memory_run_data_needs_no_directory(tmp_path):
     results = _fake_run(tmp_path)
     loaded = rundir.load_run_data(tmp_path, results)
     # the same arrays, held in memory only: nothing to read, nothing written
-    data = rundir.RunData(results=results, seeds=loaded.seeds, le=loaded.le,
-                          le_seed=loaded.le_seed)
+    data = rundir.RunData(results=results, seeds=loaded.seeds, le=loaded.le, le_seed=loaded.le_seed)
     extras = report.analyse(data)
     text = report.render(data)
     assert not (tmp_path / "figures").exists() and not (tmp_path / "analyses.json").exists()
@@ -331,14 +416,18 @@ def test_figure_functions_take_arrays(tmp_path):
     out = tmp_path / "figs"
     p = figures.le_heatmap(le, offsets, out / "le.png", pmin=pmin, alpha=0.05, seed=7)
     assert p == out / "le.png" and _png(p)
-    assert _png(figures.risk_series({0: np.linspace(0.5, 0.1, 15), 1: rng.random(15)},
-                                    out / "risk.png", pt_windows=5))
-    assert _png(figures.pmin_hist({"legcnet_ft": [pmin], "legcnet_pt": [pmin[::-1], pmin]},
-                                  out / "pmin.png", alpha=0.05))
-    assert _png(figures.accuracy_epochs({0: {"legcnet_ft": np.linspace(0.3, 0.9, 6),
-                                             "random": np.array([])}},
-                                        {0: np.linspace(0.2, 0.95, 9)}, out / "acc.png",
-                                        target_accuracy=0.9))
+    assert _png(figures.risk_series({0: np.linspace(0.5, 0.1, 15), 1: rng.random(15)}, out / "risk.png", pt_windows=5))
+    assert _png(
+        figures.pmin_hist({"legcnet_ft": [pmin], "legcnet_pt": [pmin[::-1], pmin]}, out / "pmin.png", alpha=0.05)
+    )
+    assert _png(
+        figures.accuracy_epochs(
+            {0: {"legcnet_ft": np.linspace(0.3, 0.9, 6), "random": np.array([])}},
+            {0: np.linspace(0.2, 0.95, 9)},
+            out / "acc.png",
+            target_accuracy=0.9,
+        )
+    )
     # nothing to draw: no file
     assert figures.risk_series({}, out / "r0.png", pt_windows=5) is None
     assert figures.pmin_hist({"legcnet_ft": []}, out / "p0.png", alpha=0.05) is None

@@ -1,4 +1,5 @@
 """Public API: parameter objects (LyapunovParams, GrangerParams), re-exports, deprecated aliases."""
+
 import ast
 import dataclasses
 import subprocess
@@ -44,21 +45,20 @@ def test_lyapunov_params_equal_keywords(series):
     # the object's r default (20.0, the paper's) differs from lyap_r's keyword default (None)
     _same(lyap_r(series, params=LyapunovParams()), lyap_r(series, r=20.0))
     traj = series.T  # (T=60, W=4), steps first
-    _same(windowed_le(traj, window=30, stride=10, params=P),
-          windowed_le(traj, window=30, stride=10, **KW))
-    _same(windowed_le(traj, window=30, stride=10, params=LyapunovParams()),
-          windowed_le(traj, window=30, stride=10))
+    _same(windowed_le(traj, window=30, stride=10, params=P), windowed_le(traj, window=30, stride=10, **KW))
+    _same(windowed_le(traj, window=30, stride=10, params=LyapunovParams()), windowed_le(traj, window=30, stride=10))
     win = jnp.asarray(traj[:30])
     _same(window_le(win, params=P), window_le(win, **KW))
     stream_p = LyapunovStream(4, window=30, stride=10, params=P)
     stream_k = LyapunovStream(4, window=30, stride=10, **KW)
     for k in range(3):
-        stream_p.update(traj[10 * k: 10 * k + 30])
-        stream_k.update(traj[10 * k: 10 * k + 30])
+        stream_p.update(traj[10 * k : 10 * k + 30])
+        stream_k.update(traj[10 * k : 10 * k + 30])
     _same(stream_p.result(), stream_k.result())
     # and the settings are really used: other params give other curves (both compiled above)
-    assert not np.array_equal(np.asarray(lyap_r(series, params=P).S),
-                              np.asarray(lyap_r(series, params=LyapunovParams()).S), equal_nan=True)
+    assert not np.array_equal(
+        np.asarray(lyap_r(series, params=P).S), np.asarray(lyap_r(series, params=LyapunovParams()).S), equal_nan=True
+    )
 
 
 def test_lyapunov_params_static_jit_argument(series):
@@ -104,8 +104,10 @@ def test_lyapunov_params_and_keywords_refused(series):
 def test_old_keywords_and_defaults_unchanged(series):
     # lyap_r's keyword defaults: m=2, d=1, t=0, s=20, r=None (TISEAN's), no quantisation
     _same(lyap_r(series), lyap_r(series, m=2, d=1, t=0, s=20, r=None, quantize=False))
-    _same(windowed_le(series.T, window=30, stride=10),
-          windowed_le(series.T, window=30, stride=10, m=2, d=1, t=0, s=20, r=20.0))
+    _same(
+        windowed_le(series.T, window=30, stride=10),
+        windowed_le(series.T, window=30, stride=10, m=2, d=1, t=0, s=20, r=20.0),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +131,13 @@ def test_granger_params_static_jit_argument(causes):
     y, x = causes
     p = GrangerParams(maxlag=3, test="ssr_ftest")
     assert hash(p) == hash(GrangerParams(3, "ssr_ftest")) and p == GrangerParams(3, "ssr_ftest")
-    fj = jax.jit(lambda y, x, params: min_pvalue(granger_tests(y, x, params=params), params=params),
-                 static_argnames="params")
-    _same(fj(jnp.asarray(y), jnp.asarray(x), p),
-          jax.jit(lambda y, x: min_pvalue(granger_tests(y, x, maxlag=3), "ssr_ftest"))(y, x))
+    fj = jax.jit(
+        lambda y, x, params: min_pvalue(granger_tests(y, x, params=params), params=params), static_argnames="params"
+    )
+    _same(
+        fj(jnp.asarray(y), jnp.asarray(x), p),
+        jax.jit(lambda y, x: min_pvalue(granger_tests(y, x, maxlag=3), "ssr_ftest"))(y, x),
+    )
 
 
 def test_granger_params_errors(causes):
@@ -157,10 +162,8 @@ def test_all_matches_exports_and_typed_imports():
     assert set(jaxprune.__all__) == set(jaxprune._EXPORTS) | {"__version__"}
     # the TYPE_CHECKING block imports exactly the lazy re-exports, from the same places
     tree = ast.parse(open(jaxprune.__file__).read())
-    block = next(n for n in tree.body if isinstance(n, ast.If)
-                 and getattr(n.test, "id", None) == "TYPE_CHECKING")
-    typed = {a.asname or a.name: (imp.module, a.name)
-             for imp in block.body for a in imp.names}
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING")
+    typed = {a.asname or a.name: (imp.module, a.name) for imp in block.body for a in imp.names}
     assert typed == jaxprune._EXPORTS
 
 
@@ -181,8 +184,17 @@ def test_public_names_resolve():
 def test_star_import_binds_public_names():
     ns: dict = {}
     exec("from jaxprune import *", ns)
-    assert {"lyap_r", "granger_tests", "LyapunovParams", "GrangerParams", "LEStatus",
-            "GrangerStatus", "masked_optimizer", "window_le", "LegcnetConfig"} <= set(ns)
+    assert {
+        "lyap_r",
+        "granger_tests",
+        "LyapunovParams",
+        "GrangerParams",
+        "LEStatus",
+        "GrangerStatus",
+        "masked_optimizer",
+        "window_le",
+        "LegcnetConfig",
+    } <= set(ns)
 
 
 def test_import_is_lazy():

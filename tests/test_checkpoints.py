@@ -1,5 +1,6 @@
 """Training persistence (jaxprune.checkpoints): the Trainer gets it through an object, the orbax
 checkpointer reopens after close, the trajectory file continues in place."""
+
 import copy
 
 import jax
@@ -36,8 +37,7 @@ class MemoryCheckpointer:
 
     def save(self, epoch, state, store, history):
         self.epochs_saved.append(epoch)
-        self.saved = (epoch, jax.device_get(state), copy.deepcopy(store.as_tree()), store.count,
-                      copy.deepcopy(history))
+        self.saved = (epoch, jax.device_get(state), copy.deepcopy(store.as_tree()), store.count, copy.deepcopy(history))
 
     def restore_latest(self, state, store):
         if self.saved is None:
@@ -74,8 +74,7 @@ def test_checkpoint_dir_and_checkpointer_are_exclusive(tmp_path):
 def _state(step):
     # device arrays, as a Trainer's state holds
     params = {"w": jnp.full((3,), float(step), jnp.float32)}
-    return TrainState(params, {"m": jnp.zeros((3,), jnp.float32)}, jnp.int32(step),
-                      jnp.zeros((4, 3), jnp.float32))
+    return TrainState(params, {"m": jnp.zeros((3,), jnp.float32)}, jnp.int32(step), jnp.zeros((4, 3), jnp.float32))
 
 
 def test_checkpointer_reopens_after_close(tmp_path):

@@ -1,4 +1,5 @@
 """The `jaxprune` command line, run in-process as a user would call it."""
+
 import json
 
 import pytest
@@ -23,8 +24,22 @@ def test_datasets_lists_offline_and_download_sets(capsys):
 
 
 def test_train_writes_metrics_and_resumes_to_the_same_result(tmp_path):
-    args = ["train", "--dataset", "iris", "--hidden", "6", "--batch-size", "16", "--seed", "3",
-            "--window", "10", "--stride", "9", "--no-progress"]
+    args = [
+        "train",
+        "--dataset",
+        "iris",
+        "--hidden",
+        "6",
+        "--batch-size",
+        "16",
+        "--seed",
+        "3",
+        "--window",
+        "10",
+        "--stride",
+        "9",
+        "--no-progress",
+    ]
     assert main(args + ["--epochs", "6", "--out", str(tmp_path / "full")]) == 0
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     for key in ("train_accuracy", "test_accuracy", "epochs", "steps", "n_weights"):
@@ -43,8 +58,24 @@ def test_train_writes_metrics_and_resumes_to_the_same_result(tmp_path):
 
 def test_train_on_mock_tfds_mnist(tmp_path):
     with tfds.testing.mock_data(num_examples=60):
-        code = main(["train", "--dataset", "mnist", "--epochs", "2", "--batch-size", "16",
-                     "--window", "4", "--stride", "3", "--out", str(tmp_path), "--no-progress"])
+        code = main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--window",
+                "4",
+                "--stride",
+                "3",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_weights"] == 784 * 50 + 50 * 30 + 30 * 10
@@ -52,8 +83,20 @@ def test_train_on_mock_tfds_mnist(tmp_path):
 
 
 def test_missing_mnist_is_a_clear_error_not_a_hang(tmp_path, capsys):
-    code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"),
-                 "--epochs", "1", "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "mnist" in err and "download" in err

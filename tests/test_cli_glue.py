@@ -1,5 +1,6 @@
 """The command line's glue: `run` flags -> config, `analyze` on both LE sources, and the README's
 main command in its own mode (fast LE, x64 off) end to end in a fresh process."""
+
 import json
 import os
 import subprocess
@@ -33,9 +34,32 @@ def test_run_flags_become_the_config(captured_run, tmp_path):
     args = ["run", "--dataset", "iris", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 0
     assert captured_run["cfg"] == preset("iris")
-    assert main(args + ["--quick", "--correction", "holm+bh", "--layers=-2,-1", "--seeds", "3",
-                        "--epochs", "7", "--lr", "0.2", "--alpha", "0.01", "--stationarity",
-                        "--round-pvalues", "4", "--untestable", "prune", "--resume"]) == 0
+    assert (
+        main(
+            args
+            + [
+                "--quick",
+                "--correction",
+                "holm+bh",
+                "--layers=-2,-1",
+                "--seeds",
+                "3",
+                "--epochs",
+                "7",
+                "--lr",
+                "0.2",
+                "--alpha",
+                "0.01",
+                "--stationarity",
+                "--round-pvalues",
+                "4",
+                "--untestable",
+                "prune",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     cfg = captured_run["cfg"]
     quick = preset("iris", quick=True)
     assert quick != preset("iris")  # --quick means something for iris
@@ -57,9 +81,34 @@ def test_analyze_recorded_and_rebuilt_le_agree(tmp_path, capsys):
     rebuilt from the kept trajectory: same p-values and masks."""
     out = tmp_path / "dense"
     # iris: 120 training examples, batch 8 -> 15 steps per epoch; 40 epochs -> 22 windows of 30
-    assert main(["train", "--dataset", "iris", "--hidden", "6", "--batch-size", "8", "--lr", "0.1",
-                 "--epochs", "40", "--window", "30", "--stride", "27", "--le-mode", "parity",
-                 "--keep-trajectory", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "iris",
+                "--hidden",
+                "6",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.1",
+                "--epochs",
+                "40",
+                "--window",
+                "30",
+                "--stride",
+                "27",
+                "--le-mode",
+                "parity",
+                "--keep-trajectory",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     flags = ["--maxlag", "5", "--pt-windows", "12"]
     assert main(["analyze", str(out), *flags]) == 0
     assert "LE series: recorded during training" in capsys.readouterr().out
@@ -79,8 +128,7 @@ def test_analyze_recorded_and_rebuilt_le_agree(tmp_path, capsys):
         keep = recorded[f"mask_{method}"]
         assert 0 < keep.sum() < keep.size, method  # non-trivial: the equality means something
         np.testing.assert_array_equal(rebuilt[f"mask_{method}"], keep)
-        np.testing.assert_allclose(rebuilt[f"pmin_{method}"], recorded[f"pmin_{method}"],
-                                   rtol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(rebuilt[f"pmin_{method}"], recorded[f"pmin_{method}"], rtol=1e-9, equal_nan=True)
     # and both are the Granger tests of the recorded series (not e.g. of a stale file)
     cfg = pipeline.LegcnetConfig(maxlag=5, pt_windows=12)
     want = pipeline.granger_on_le(le, windows["risk"], cfg).pmin
@@ -102,13 +150,43 @@ def test_quick_run_end_to_end_without_x64(tmp_path):
     )
     # 12 epochs of 15 steps -> 6 windows of 30 (PT: 5); --quick is fast LE mode for mnist5k
     # only, so iris asks for it
-    args = ["run", "--dataset", "iris", "--quick", "--le-mode", "fast", "--epochs", "12", "--batch-size", "8",
-            "--window", "30", "--stride", "27", "--pt-windows", "5", "--maxlag", "3",
-            "--max-retrain-epochs", "2", "--out", str(out), "--no-progress"]
+    args = [
+        "run",
+        "--dataset",
+        "iris",
+        "--quick",
+        "--le-mode",
+        "fast",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "8",
+        "--window",
+        "30",
+        "--stride",
+        "27",
+        "--pt-windows",
+        "5",
+        "--maxlag",
+        "3",
+        "--max-retrain-epochs",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_ENABLE_X64": "0"}
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=540, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
     def no_constants(name):
         raise AssertionError(f"results.json holds {name}: not valid JSON")
 

@@ -1,4 +1,5 @@
 """LegcnetConfig's groups: flat shorthand, replace, both stored layouts, validation, hashing."""
+
 import json
 
 import jax
@@ -33,8 +34,7 @@ OLD_FLAT = json.loads("""
 
 
 def test_groups_and_flat_shorthand():
-    cfg = LegcnetConfig(alpha=0.01, m=3, maxlag=7, target_accuracy=0.8, le_mode="fast",
-                        layers=[-1], verify_sample=5)
+    cfg = LegcnetConfig(alpha=0.01, m=3, maxlag=7, target_accuracy=0.8, le_mode="fast", layers=[-1], verify_sample=5)
     assert cfg.selection == SelectionConfig(alpha=0.01, layers=(-1,))
     assert cfg.lyapunov == LyapunovConfig(le_mode="fast", m=3)
     assert cfg.granger == GrangerConfig(maxlag=7)
@@ -75,8 +75,7 @@ def test_from_dict_reads_the_old_flat_and_the_grouped_layout():
     # the fingerprint layout is the old one, key for key and value for value
     assert json.loads(json.dumps(old.to_flat_dict())) == OLD_FLAT
     grouped = json.loads(json.dumps(old.to_dict()))
-    assert set(grouped) == {"train", "lyapunov", "granger", "selection", "retrain",
-                            "verify_sample", "memory_budget_mb"}
+    assert set(grouped) == {"train", "lyapunov", "granger", "selection", "retrain", "verify_sample", "memory_budget_mb"}
     assert LegcnetConfig.from_dict(grouped) == old
     assert flat_config_dict(grouped) == flat_config_dict(OLD_FLAT) == OLD_FLAT
     # tuples survive JSON (layers, baselines_for, a two-step correction)
@@ -86,22 +85,25 @@ def test_from_dict_reads_the_old_flat_and_the_grouped_layout():
         assert back == cfg and hash(back) == hash(cfg)
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"le_mode": "exact"}, "le_mode must be 'parity' or 'fast'"),
-    ({"test": "wald"}, "test must be one of"),
-    ({"untestable": "drop"}, "untestable must be 'keep' or 'prune'"),
-    ({"alpha": 1.0}, r"alpha must lie in \(0, 1\)"),
-    ({"maxlag": 0}, "maxlag must be >= 1 and pt_windows >= 5"),
-    ({"pt_windows": 4}, "maxlag must be >= 1 and pt_windows >= 5"),
-    ({"baselines_for": ("random",)}, "baselines_for takes legcnet_ft / legcnet_pt"),
-    ({"layers": ()}, "layers is empty"),
-    ({"layers": (3,)}, r"layers \[3\] out of range: the net has 3 weight layers"),
-    ({"round_pvalues": -1}, "round_pvalues must be >= 0"),
-    ({"target_accuracy": 0.0}, r"target_accuracy must lie in \(0, 1\]"),
-    ({"max_retrain_epochs": 0}, "max_retrain_epochs must be >= 1"),
-    ({"memory_budget_mb": 0}, "memory_budget_mb must be > 0"),
-    ({"correction": "fdr"}, "unknown correction 'fdr'"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"le_mode": "exact"}, "le_mode must be 'parity' or 'fast'"),
+        ({"test": "wald"}, "test must be one of"),
+        ({"untestable": "drop"}, "untestable must be 'keep' or 'prune'"),
+        ({"alpha": 1.0}, r"alpha must lie in \(0, 1\)"),
+        ({"maxlag": 0}, "maxlag must be >= 1 and pt_windows >= 5"),
+        ({"pt_windows": 4}, "maxlag must be >= 1 and pt_windows >= 5"),
+        ({"baselines_for": ("random",)}, "baselines_for takes legcnet_ft / legcnet_pt"),
+        ({"layers": ()}, "layers is empty"),
+        ({"layers": (3,)}, r"layers \[3\] out of range: the net has 3 weight layers"),
+        ({"round_pvalues": -1}, "round_pvalues must be >= 0"),
+        ({"target_accuracy": 0.0}, r"target_accuracy must lie in \(0, 1\]"),
+        ({"max_retrain_epochs": 0}, "max_retrain_epochs must be >= 1"),
+        ({"memory_budget_mb": 0}, "memory_budget_mb must be > 0"),
+        ({"correction": "fdr"}, "unknown correction 'fdr'"),
+    ],
+)
 def test_validation_messages_unchanged(changes, match):
     with pytest.raises(ValueError, match=match):
         LegcnetConfig(**changes)

@@ -1,5 +1,6 @@
 """Accuracy-vs-sparsity curves: ranking, per-layer counts, masks, AUC and paired tests against
 NumPy / SciPy references, and a tiny end-to-end run (results.json + report.md sections)."""
+
 import json
 import subprocess
 import sys
@@ -56,8 +57,7 @@ def test_causal_curve_mask_prunes_least_causal_per_layer(s):
 
 def test_curve_masks_match_per_layer_counts_and_global_total():
     rng = np.random.default_rng(1)
-    outs = {"legcnet_ft": _outcome(rng.random(LAYOUT.n_weights)),
-            "legcnet_pt": _outcome(rng.random(LAYOUT.n_weights))}
+    outs = {"legcnet_ft": _outcome(rng.random(LAYOUT.n_weights)), "legcnet_pt": _outcome(rng.random(LAYOUT.n_weights))}
     cfg = LegcnetConfig()
     masks = curves.curve_masks({"granger": outs}, PARAMS, (0.3, 0.7), cfg, seed=0)
     assert len(masks) == 2 * len(curves.CURVE_METHODS)
@@ -71,7 +71,7 @@ def test_curve_masks_match_per_layer_counts_and_global_total():
             assert prune.per_layer_counts(got[m], LAYOUT).tolist() == ref.tolist(), m
         assert got["magnitude_global"].sum() == ref.sum()
         # global magnitude: the ref.sum() smallest |w| over both layers
-        assert set(np.flatnonzero(got["magnitude_global"])) == set(np.argsort(mag)[:ref.sum()])
+        assert set(np.flatnonzero(got["magnitude_global"])) == set(np.argsort(mag)[: ref.sum()])
 
 
 def test_auc_and_paired_tests_against_scipy():
@@ -86,8 +86,14 @@ def test_auc_and_paired_tests_against_scipy():
     for seed in range(4):
         for m, shift in (("causal_ft", 0.02), ("magnitude", 0.0), ("random", -0.05)):
             for sp in (0.2, 0.5, 0.8):
-                recs.append({"method": m, "seed": seed, "sparsity": sp,
-                             "test_accuracy": 0.9 - 0.3 * sp + shift + 0.01 * rng.random()})
+                recs.append(
+                    {
+                        "method": m,
+                        "seed": seed,
+                        "sparsity": sp,
+                        "test_accuracy": 0.9 - 0.3 * sp + shift + 0.01 * rng.random(),
+                    }
+                )
     table = curves.auc_table(recs)
     comps = {(c["name_a"], c["name_b"]): c for c in curves.auc_comparisons(recs)}
     assert set(comps) == {("causal_ft", "magnitude"), ("causal_ft", "random")}
@@ -107,9 +113,12 @@ def test_parse_sparsities():
 
 # iris, 120 training examples, batch 8 -> 15 steps per epoch; 30 epochs -> 16 windows
 TINY = LegcnetConfig(
-    train=TrainConfig(hidden=(4,), batch_size=8, epochs=30, window=30, stride=27,
-                      learning_rate=0.1),
-    maxlag=3, pt_windows=10, target_accuracy=0.7, le_mode="fast", verify_sample=0,
+    train=TrainConfig(hidden=(4,), batch_size=8, epochs=30, window=30, stride=27, learning_rate=0.1),
+    maxlag=3,
+    pt_windows=10,
+    target_accuracy=0.7,
+    le_mode="fast",
+    verify_sample=0,
     baselines_for=("legcnet_ft",),
 )
 
@@ -117,15 +126,15 @@ TINY = LegcnetConfig(
 @pytest.mark.timeout(300)
 def test_end_to_end_results_and_report_sections(tmp_path):
     out = tmp_path / "run"
-    res = run(lambda s: load_dataset("iris", seed=s), TINY, [0, 1], out,
-              nulls=NullConfig(draws=3), sparsities=(0.3, 0.6))
+    res = run(
+        lambda s: load_dataset("iris", seed=s), TINY, [0, 1], out, nulls=NullConfig(draws=3), sparsities=(0.3, 0.6)
+    )
     saved = json.loads((out / "results.json").read_text())
     recs = saved["null_controls"]
     assert {r["control"] for r in recs} == {"shuffle", "surrogate", "crossseed"}
     assert {r["mask"] for r in recs} == {"legcnet_ft", "legcnet_pt"}
     for r in recs:
-        for k in ("seed", "mask", "layer", "control", "real_fraction", "null_fraction",
-                  "p_value"):
+        for k in ("seed", "mask", "layer", "control", "real_fraction", "null_fraction", "p_value"):
             assert k in r
     assert len(saved["null_calibration"]) == 2
     assert len(saved["curves"]) == 2 * 2 * len(curves.CURVE_METHODS)
@@ -140,8 +149,15 @@ def test_end_to_end_results_and_report_sections(tmp_path):
     # the causal curve's per-layer counts are those of every other method at that sparsity
     assert res["curves"] == saved["curves"]
     # resume reuses the stage files: identical records, no retraining
-    again = run(lambda s: load_dataset("iris", seed=s), TINY, [0, 1], out, resume=True,
-                nulls=NullConfig(draws=3), sparsities=(0.3, 0.6))
+    again = run(
+        lambda s: load_dataset("iris", seed=s),
+        TINY,
+        [0, 1],
+        out,
+        resume=True,
+        nulls=NullConfig(draws=3),
+        sparsities=(0.3, 0.6),
+    )
     assert again["curves"] == saved["curves"]
     assert again["null_controls"] == saved["null_controls"]
     # --null none / no sparsities: both sections say why they are empty
@@ -154,9 +170,21 @@ def test_end_to_end_results_and_report_sections(tmp_path):
 def test_cli_rejects_bad_flags_with_exit_2(tmp_path):
     for flags in (["--null", "bogus"], ["--sparsities", "0.2,1.5"], ["--null-draws", "0"]):
         proc = subprocess.run(
-            [sys.executable, "-c", "import sys; from jaxprune.cli import main; sys.exit(main())",
-             "run", "--dataset", "iris", "--out", str(tmp_path / "x"), *flags],
-            capture_output=True, text=True, timeout=120, check=False)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from jaxprune.cli import main; sys.exit(main())",
+                "run",
+                "--dataset",
+                "iris",
+                "--out",
+                str(tmp_path / "x"),
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 2, (flags, proc.stderr)
-        assert proc.stderr.strip().splitlines()[-1].startswith(("jaxprune", "usage")) or \
-            "error" in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith(("jaxprune", "usage")) or "error" in proc.stderr

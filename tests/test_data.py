@@ -280,7 +280,7 @@ def test_csv_header_and_label_column_not_first(tmp_path, label_column):
 
 def test_csv_numeric_labels_remapped_and_formatting_tolerated(tmp_path):
     # BOM, semicolons, blank lines, spaces, quoted numbers, labels 1/2 written as floats
-    text = "\ufeffx1;x2;label\n1; 2;1.0\n\n3;\"4\";2\n5;6;2\n7;8;1\n"
+    text = '\ufeffx1;x2;label\n1; 2;1.0\n\n3;"4";2\n5;6;2\n7;8;1\n'
     path = _write(tmp_path / "semi.csv", text)
     ds = load_csv(path, label_column=-1, delimiter=";", scaling="none", test_fraction=0.5)
     assert ds.feature_names == ("x1", "x2") and ds.class_names == ("1", "2")
@@ -334,8 +334,7 @@ MALFORMED = {
     "text_after_numeric_labels": (GOOD + "cat,1,2\n", 0, 3, 1, "non-numeric label 'cat'"),
     "named_feature": ("y,a,b\n0,1,2\n1,x,3\n", 0, 3, 2, r"non-numeric feature cell \(a\): 'x'"),
     "header_only": ("label,a,b\n", 0, 1, None, "header but no data rows"),
-    "one_class": ("3,1,2\n3,4,5\n3,6,7\n", 0, None, None,
-                  r"only one class \(3\) found in bad\.csv: need at least 2"),
+    "one_class": ("3,1,2\n3,4,5\n3,6,7\n", 0, None, None, r"only one class \(3\) found in bad\.csv: need at least 2"),
     "empty": ("", 0, None, None, "empty"),
     "blank_lines_only": ("\n\n  \n", 0, None, None, "empty"),
     "single_column": ("1\n2\n", 0, 1, None, "need a label and at least one feature"),

@@ -2,16 +2,15 @@
 
 Every retraining compiles its own epoch function, so these take a minute or two each on an idle
 2-core CPU (several under load): marked slow."""
+
 import json
 
 import pytest
 
 from experiments import mnist_original, sensitivity, tabular
 
-TINY_TRAIN = {"hidden": (4,), "batch_size": 8, "epochs": 14, "window": 30, "stride": 27,
-              "learning_rate": 0.1}
-TINY_CFG = {"maxlag": 2, "pt_windows": 5, "target_accuracy": 0.5, "le_mode": "fast",
-            "verify_sample": 4}
+TINY_TRAIN = {"hidden": (4,), "batch_size": 8, "epochs": 14, "window": 30, "stride": 27, "learning_rate": 0.1}
+TINY_CFG = {"maxlag": 2, "pt_windows": 5, "target_accuracy": 0.5, "le_mode": "fast", "verify_sample": 4}
 
 
 @pytest.fixture
@@ -28,8 +27,9 @@ def tiny(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tabular_main(tiny, tmp_path):
-    assert tabular.main(["--quick", "--datasets", "iris", "--seeds", "2", "--out",
-                         str(tmp_path), "--no-artifacts"]) == 0
+    assert (
+        tabular.main(["--quick", "--datasets", "iris", "--seeds", "2", "--out", str(tmp_path), "--no-artifacts"]) == 0
+    )
     text = (tmp_path / "report.md").read_text()
     assert "[iris](iris/report.md)" in text and "## Verdicts" in text
     sub = (tmp_path / "iris" / "report.md").read_text()

@@ -1,5 +1,6 @@
 """Compact export: the cascade on hand-built nets, the sparse encodings, the serialised model,
 and `jaxprune export` end to end on a tiny iris run."""
+
 import itertools
 import json
 import os
@@ -63,8 +64,7 @@ def test_unit_without_outputs_disappears_and_so_do_units_feeding_only_it():
     np.testing.assert_array_equal(net.unused_units[1], [1])
     assert all(f.size == 0 for f in net.folded_units)
     x = np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(net(x)), masked_numpy(x, kernels, biases, keep),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(net(x)), masked_numpy(x, kernels, biases, keep), rtol=1e-5, atol=1e-5)
 
 
 def test_unit_without_inputs_folds_into_the_next_bias_and_cascades():
@@ -99,9 +99,9 @@ def test_random_masks_keep_the_function_and_leave_no_dead_unit(activation):
         keep = [rng.random(k.shape) < density for k in kernels]
         net = ex.compact(kernels, biases, keep, activation)
         x = rng.normal(size=(32, 7)).astype(np.float32)
-        np.testing.assert_allclose(np.asarray(net(x)), masked_numpy(x, kernels, biases, keep,
-                                                                     activation),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(net(x)), masked_numpy(x, kernels, biases, keep, activation), rtol=1e-4, atol=1e-5
+        )
         for i in range(1, len(net.keep)):  # every surviving hidden unit has an input and an output
             assert net.keep[i - 1].any(axis=0).all() and net.keep[i].any(axis=1).all()
         assert net.keep[0].any(axis=1).all()
@@ -182,16 +182,22 @@ def test_load_runs_any_batch_without_the_training_code(tmp_path, unused, mode):
         np.testing.assert_allclose(np.asarray(f(x[:batch])), want[:batch], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         f(x[:, :5])
-    code = (f"import sys, numpy as np; from jaxprune.export import load; "
-            f"d = {str(tmp_path)!r}; y = np.asarray(load(d)(np.load(d + '/x.npy'))); "
-            f"np.save(d + '/y.npy', y); "
-            f"bad = [m for m in ('flax', 'optax', 'orbax', 'jaxprune.train', 'jaxprune.models') "
-            f"if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        f"import sys, numpy as np; from jaxprune.export import load; "
+        f"d = {str(tmp_path)!r}; y = np.asarray(load(d)(np.load(d + '/x.npy'))); "
+        f"np.save(d + '/y.npy', y); "
+        f"bad = [m for m in ('flax', 'optax', 'orbax', 'jaxprune.train', 'jaxprune.models') "
+        f"if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     root = str(Path(ex.__file__).parents[1])  # this checkout's jaxprune, not an installed one
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, rtol=1e-5, atol=1e-5)
 
@@ -205,10 +211,14 @@ def tiny_run(tmp_path_factory):
     from jaxprune.train import TrainConfig
 
     cfg = LegcnetConfig(
-        train=TrainConfig(hidden=(6,), batch_size=8, epochs=24, window=30, stride=27,
-                          learning_rate=0.1),
-        maxlag=4, pt_windows=8, target_accuracy=0.8, le_mode="fast", verify_sample=4,
-        baselines_for=("legcnet_ft",), max_retrain_epochs=10,
+        train=TrainConfig(hidden=(6,), batch_size=8, epochs=24, window=30, stride=27, learning_rate=0.1),
+        maxlag=4,
+        pt_windows=8,
+        target_accuracy=0.8,
+        le_mode="fast",
+        verify_sample=4,
+        baselines_for=("legcnet_ft",),
+        max_retrain_epochs=10,
     )
     out = tmp_path_factory.mktemp("run")
     results = run(lambda s: load_dataset("iris", seed=s), cfg, [0], out, checkpoint_every_s=0.0)
@@ -221,8 +231,7 @@ def test_cli_export_end_to_end(tiny_run, tmp_path, capsys):
     rec = {r["name"]: r for r in results["runs"]}
     assert rec["magnitude"]["sparsity"] > 0  # the magnitude net does prune something
     out = tmp_path / "M"
-    assert main(["export", str(run_dir), "--method", "magnitude", "--out", str(out),
-                 "--repeats", "3"]) == 0
+    assert main(["export", str(run_dir), "--method", "magnitude", "--out", str(out), "--repeats", "3"]) == 0
     assert "predictions match" in capsys.readouterr().out
     man = json.loads((out / "manifest.json").read_text())
     assert man["predictions_match"] is True and man["check"]["labels_mismatched"] == 0
@@ -250,7 +259,7 @@ def test_cli_export_end_to_end(tiny_run, tmp_path, capsys):
     from jaxprune.report import render
 
     text = render(results, run_dir, extras={"notes": {}})
-    section = text[text.index("## Deployment"):]
+    section = text[text.index("## Deployment") :]
     for name in ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude"):
         assert f"| {name} |" in section
     line = next(s for s in section.splitlines() if s.startswith("| magnitude |"))

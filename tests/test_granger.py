@@ -1,4 +1,5 @@
 """jaxprune.granger: statsmodels parity, degenerate inputs, batching, jit, full-size batch."""
+
 import warnings
 import zlib
 
@@ -145,13 +146,15 @@ def test_parity_smooth_risk():
     ]
     le = 0.05 * rng.standard_normal(n) + 0.01
     le[: n // 5] = 0.0
-    xs = np.stack([
-        le,
-        rng.standard_normal(n),
-        np.cumsum(rng.standard_normal(n)),
-        0.02 * np.exp(-k / 40) + 0.001 * rng.standard_normal(n),  # smooth LE-like
-        np.cumsum(0.05 * rng.standard_normal(n)) + 0.01 * k,
-    ])
+    xs = np.stack(
+        [
+            le,
+            rng.standard_normal(n),
+            np.cumsum(rng.standard_normal(n)),
+            0.02 * np.exp(-k / 40) + 0.001 * rng.standard_normal(n),  # smooth LE-like
+            np.cumsum(0.05 * rng.standard_normal(n)) + 0.01 * k,
+        ]
+    )
     worst = 0.0
     for y in ys:
         res = granger_tests(y, xs, maxlag=L)
@@ -205,8 +208,9 @@ def test_pvalue_special_functions_vs_scipy():
     assert np.all(got[~m] < 1e-290)
     edge = jnp.asarray([jnp.nan, -1.0, 0.0, jnp.inf])
     np.testing.assert_array_equal(np.asarray(_chi2_sf_int(edge, np.array([2, 3, 1, 4]))), [np.nan, 1, 1, 0])
-    np.testing.assert_array_equal(np.asarray(_f_sf_int(edge, np.array([2, 3, 4, 4]), np.array([5] * 4))),
-                                  [np.nan, 1, 1, 0])
+    np.testing.assert_array_equal(
+        np.asarray(_f_sf_int(edge, np.array([2, 3, 4, 4]), np.array([5] * 4))), [np.nan, 1, 1, 0]
+    )
 
 
 def test_degenerate_cases():
@@ -224,8 +228,15 @@ def test_degenerate_cases():
     xs = np.stack([good, const, nearly_const, collinear, all_nan, some_nan, 2 * y + 1])
     res = granger_tests(y, xs, maxlag=L)
     st = np.asarray(res.status)
-    expect = [Status.OK, Status.CONSTANT, Status.CONSTANT, Status.COLLINEAR, Status.NONFINITE, Status.NONFINITE,
-              Status.COLLINEAR]
+    expect = [
+        Status.OK,
+        Status.CONSTANT,
+        Status.CONSTANT,
+        Status.COLLINEAR,
+        Status.NONFINITE,
+        Status.NONFINITE,
+        Status.COLLINEAR,
+    ]
     np.testing.assert_array_equal(st, expect)
     for k in TESTS:
         s = np.asarray(getattr(res, k).statistic)

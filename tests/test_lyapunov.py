@@ -3,6 +3,7 @@
 Parity: every case of the public TISEAN reference set (both input formats, all five option sets),
 through the JAX kernel (jitted, batched) and through the literal NumPy loop.
 """
+
 import functools
 import os
 
@@ -18,8 +19,7 @@ from jaxprune.lyapunov_reference import lyap_r_numpy, quantize_f6, windowed_le_n
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # The TISEAN reference set: $JAXPRUNE_TISEAN_REF (an external reference set in the same format,
 # e.g. a newer or larger one), else the copy of the public set in tests/data.
-REF_CANDIDATES = [os.environ.get("JAXPRUNE_TISEAN_REF", ""),
-                  os.path.join(_HERE, "data", "tisean_lyap_r_public.npz")]
+REF_CANDIDATES = [os.environ.get("JAXPRUNE_TISEAN_REF", ""), os.path.join(_HERE, "data", "tisean_lyap_r_public.npz")]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,13 @@ def ref():
 
 def _opts(z, p):
     r = float(z["param_r"][p])
-    return dict(m=int(z["param_m"][p]), d=int(z["param_d"][p]), s=int(z["param_s"][p]),
-                t=int(z["param_t"][p]), r=None if np.isnan(r) else r)
+    return dict(
+        m=int(z["param_m"][p]),
+        d=int(z["param_d"][p]),
+        s=int(z["param_s"][p]),
+        t=int(z["param_t"][p]),
+        r=None if np.isnan(r) else r,
+    )
 
 
 def _check_case(z, c, S, found, skipped, status):
@@ -41,8 +46,7 @@ def _check_case(z, c, S, found, skipped, status):
     if st == "ok":
         assert status == Status.OK, c
         np.testing.assert_array_equal(found, z["found"][c, : s + 1], err_msg=str(c))
-        np.testing.assert_allclose(S, z["curves_full"][c, : s + 1], atol=1e-12, rtol=0,
-                                   err_msg=str(c))
+        np.testing.assert_allclose(S, z["curves_full"][c, : s + 1], atol=1e-12, rtol=0, err_msg=str(c))
     elif st == "error":
         assert status == Status.CONSTANT, c
         assert np.all(np.isnan(S)) and np.all(found == 0)
@@ -51,8 +55,7 @@ def _check_case(z, c, S, found, skipped, status):
 
 
 def _cases(z, p, fmt, L):
-    return np.nonzero((z["case_param"] == p) & (z["case_format"] == fmt)
-                      & (z["lengths"][z["case_series"]] == L))[0]
+    return np.nonzero((z["case_param"] == p) & (z["case_format"] == fmt) & (z["lengths"][z["case_series"]] == L))[0]
 
 
 @pytest.mark.parametrize("p", range(5))
@@ -64,8 +67,12 @@ def test_reference_parity_jax(ref, p):
     n = 0
     for L in (50, 200):
         cases = np.concatenate([_cases(z, p, "%.17g", L), _cases(z, p, "%f", L)])
-        x = np.stack([(z["series"] if z["case_format"][c] == "%.17g" else z["series_f6"])
-                      [z["case_series"][c], :L] for c in cases])
+        x = np.stack(
+            [
+                (z["series"] if z["case_format"][c] == "%.17g" else z["series_f6"])[z["case_series"][c], :L]
+                for c in cases
+            ]
+        )
         res = jax.device_get(f(x))
         for k, c in enumerate(cases):
             _check_case(z, c, res.S[k], res.found[k], res.skipped[k], res.status[k])
@@ -78,8 +85,7 @@ def test_reference_parity_numpy(ref):
     z = ref
     rng = np.random.default_rng(0)
     short = np.nonzero(z["lengths"][z["case_series"]] == 50)[0]
-    pick = np.concatenate([rng.choice(short, 60, replace=False),
-                           np.nonzero(z["case_status"] != "ok")[0][::3]])
+    pick = np.concatenate([rng.choice(short, 60, replace=False), np.nonzero(z["case_status"] != "ok")[0][::3]])
     for c in pick:
         i, p = z["case_series"][c], z["case_param"][c]
         src = z["series"] if z["case_format"][c] == "%.17g" else z["series_f6"]
@@ -108,7 +114,7 @@ def test_no_fma_contraction():
     x = rng.random((40, 257))
     xs = jnp.asarray(x)
     got = np.asarray(jax.jit(lambda v: ly._dist_matrix(v, 30, 35, 3, 2, True))(xs))
-    u = [x[c * 2: c * 2 + 30][:, None] - x[c * 2: c * 2 + 35][None] for c in range(3)]
+    u = [x[c * 2 : c * 2 + 30][:, None] - x[c * 2 : c * 2 + 35][None] for c in range(3)]
     want = (u[0] * u[0] + u[1] * u[1]) + u[2] * u[2]  # NumPy: separate roundings
     np.testing.assert_array_equal(got, want)
     # the same inside the whole jitted slope kernel (a larger fusion)
@@ -143,10 +149,9 @@ def test_windowed_matches_numpy_and_lyap_r(r):
     want = windowed_le_numpy(traj.astype(np.float64), r=r)
     np.testing.assert_allclose(got.le, want, atol=1e-12, rtol=0)
     assert np.all(got.status[:, 1] == Status.CONSTANT) and np.all(np.isnan(got.le[:, 1]))
-    wins = np.stack([traj[45 * k: 45 * k + 50].T for k in range(5)]).astype(np.float64)
+    wins = np.stack([traj[45 * k : 45 * k + 50].T for k in range(5)]).astype(np.float64)
     res = lyap_r(wins, r=r)
-    np.testing.assert_allclose(got.le, np.asarray(res.S[..., 1] - res.S[..., 0]), atol=1e-13,
-                               rtol=0)
+    np.testing.assert_allclose(got.le, np.asarray(res.S[..., 1] - res.S[..., 0]), atol=1e-13, rtol=0)
 
 
 def test_windowed_chunking_and_shapes():
@@ -166,7 +171,7 @@ def test_stream_equals_windowed():
     ref = windowed_le(traj, mode="parity")
     st = LyapunovStream(10, mode="parity")
     for k in range(ref.le.shape[0]):
-        st.update(jnp.asarray(traj[45 * k: 45 * k + 50]))
+        st.update(jnp.asarray(traj[45 * k : 45 * k + 50]))
     out = st.result()
     np.testing.assert_array_equal(out.le, ref.le)
     np.testing.assert_array_equal(out.end_steps, ref.end_steps)
@@ -199,11 +204,17 @@ def test_batched_equals_unbatched_and_jit_equals_eager():
 
 
 def test_degenerate_inputs():
-    x = np.stack([np.full(50, 0.3), np.r_[np.zeros(49), np.nan], np.r_[np.inf, np.ones(49)],
-                  np.r_[np.zeros(25), np.ones(25)], np.linspace(0, 1, 50)])
+    x = np.stack(
+        [
+            np.full(50, 0.3),
+            np.r_[np.zeros(49), np.nan],
+            np.r_[np.inf, np.ones(49)],
+            np.r_[np.zeros(25), np.ones(25)],
+            np.linspace(0, 1, 50),
+        ]
+    )
     res = jax.device_get(lyap_r(x, r=None))
-    assert list(res.status) == [Status.CONSTANT, Status.NONFINITE, Status.NONFINITE, Status.OK,
-                                Status.OK]
+    assert list(res.status) == [Status.CONSTANT, Status.NONFINITE, Status.NONFINITE, Status.OK, Status.OK]
     assert np.all(np.isnan(res.S[:3])) and np.all(res.found[:3] == 0)
     assert res.skipped[3] > 0  # a step: TISEAN hangs; here it finishes and reports
     # too short for m, d, s (shape only), and empty inputs
@@ -276,6 +287,7 @@ def test_general_path_fallback_when_range_exceeds_r():
 
 
 # ----------------------------------------------------------------------------- one-box kernel
+
 
 @functools.partial(jax.jit, static_argnames=("m", "d", "t", "s"))
 def _onebox(x, *, m, d, t, s):
@@ -355,14 +367,12 @@ def test_onebox_kernel_reference_set(ref):
                 rng_ = np.ptp(x, axis=1)
                 keep = (z["case_status"][cases] == "ok") & (rng_ > 0) & (rng_ < o["r"])
                 cases, x = cases[keep], x[keep]
-                best, d1, dmin = jax.device_get(_onebox(x, m=o["m"], d=o["d"], t=o["t"],
-                                                        s=o["s"]))
+                best, d1, dmin = jax.device_get(_onebox(x, m=o["m"], d=o["d"], t=o["t"], s=o["s"]))
                 S, found, skipped = _sums(best, d1, dmin)
                 full = jax.device_get(lyap_r(x, **o))
                 for k, c in enumerate(cases):
                     np.testing.assert_array_equal(found[:, k], z["found"][c, :2], err_msg=str(c))
-                    np.testing.assert_allclose(S[:, k], z["curves_full"][c, :2], atol=1e-12,
-                                               rtol=0, err_msg=str(c))
+                    np.testing.assert_allclose(S[:, k], z["curves_full"][c, :2], atol=1e-12, rtol=0, err_msg=str(c))
                 _check_rows(x, best, d1, o["m"], o["d"], o["t"], o["s"])  # float64 bits
                 np.testing.assert_allclose(S.T, full.S[:, :2], atol=1e-14, rtol=0)
                 np.testing.assert_array_equal(found.T, full.found[:, :2])
@@ -399,11 +409,12 @@ def test_windowed_blocks_equal_unchunked():
     traj = _traj(T=T, W=W, seed=5)
     got = windowed_le(traj, mode="parity")
     assert ly._fast_block(100, 8) < W
-    one = np.stack([np.asarray(windowed_le_update(jnp.asarray(traj[45 * k: 45 * k + 50]),
-                                                  mode="parity")[0]) for k in range(100)])
+    one = np.stack(
+        [np.asarray(windowed_le_update(jnp.asarray(traj[45 * k : 45 * k + 50]), mode="parity")[0]) for k in range(100)]
+    )
     np.testing.assert_array_equal(got.le, one)
     for k, w in [(0, 0), (3, 2), (50, 7), (99, 41), (99, 99), (60, 80)]:
-        want = windowed_le_numpy(traj[45 * k: 45 * k + 50, w].astype(np.float64))[0]
+        want = windowed_le_numpy(traj[45 * k : 45 * k + 50, w].astype(np.float64))[0]
         np.testing.assert_allclose(got.le[k, w], want, atol=1e-12, rtol=0, equal_nan=True)
     fast = windowed_le(traj, mode="fast", chunk_size=7)
     np.testing.assert_array_equal(np.isnan(fast.le), np.isnan(got.le))
@@ -425,7 +436,7 @@ def test_streaming_under_jit_in_lane_blocks(monkeypatch):
             return windowed_le_update(w, mode=mode)  # noqa: B023
 
         jstep = jax.jit(step)
-        got = [jstep(jnp.asarray(traj[45 * k: 45 * k + 50])) for k in range(2)]
+        got = [jstep(jnp.asarray(traj[45 * k : 45 * k + 50])) for k in range(2)]
         le = np.stack([np.asarray(g[0]) for g in got])
         if mode == "parity":  # float64: bit for bit
             np.testing.assert_array_equal(le, want.le)

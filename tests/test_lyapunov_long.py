@@ -7,6 +7,7 @@ candidate (32 s at window 160, > 100 s at 400); as a ``lax.fori_loop`` the progr
 size at every window. Compile time is checked by counting (lines of the lowered StableHLO), not by
 the clock.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,15 +42,13 @@ def test_long_window_bit_exact_vs_reference(window):
     assert got.status[0, 2] == Status.CONSTANT and np.all(got.status[:, [0, 1, 3, 4]] == 0)
     assert np.isfinite(got.le[:, [0, 1, 3, 4]]).all()
     step = jax.jit(lambda w: windowed_le_update(w, mode="parity"))  # training scan: lax.cond
-    streamed = np.stack([np.asarray(step(jnp.asarray(traj[k * stride: k * stride + window]))[0])
-                         for k in range(2)])
+    streamed = np.stack([np.asarray(step(jnp.asarray(traj[k * stride : k * stride + window]))[0]) for k in range(2)])
     np.testing.assert_array_equal(streamed, want)
 
 
 def _hlo_lines(window, stride):
     traj = jnp.zeros((window + stride, 4), jnp.float32)
-    kw = {"window": window, "stride": stride, "m": 2, "d": 1, "t": 0, "s": 20, "r": 20.0,
-          "quantize": False}
+    kw = {"window": window, "stride": stride, "m": 2, "d": 1, "t": 0, "s": 20, "r": 20.0, "quantize": False}
     fast = ly._windowed_fast.lower(traj, dtype=np.float64, **kw).as_text().count("\n")
     step = jax.jit(lambda w: windowed_le_update(w, mode="parity"))
     stream = step.lower(traj[:window]).as_text().count("\n")
@@ -72,7 +71,6 @@ def test_long_window_t_and_m_options_vs_reference():
     window, stride = 120, 108
     traj = _traj(window, stride, seed=11)
     for m, d, t in ((3, 2, 4), (2, 1, 7)):
-        want = windowed_le_numpy(traj.astype(np.float64), window=window, stride=stride,
-                                 m=m, d=d, t=t, r=20.0)
+        want = windowed_le_numpy(traj.astype(np.float64), window=window, stride=stride, m=m, d=d, t=t, r=20.0)
         got = windowed_le(traj, window=window, stride=stride, m=m, d=d, t=t, mode="parity")
         np.testing.assert_array_equal(got.le, want)

@@ -1,4 +1,5 @@
 """The split of jaxprune.prune by concern (multitest, optim, mask_stats) and the one IoU."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,25 +10,80 @@ from jaxprune import analysis, mask_stats, multitest, optim, prune
 # Every name `jaxprune.prune` had before the split (modules and typing helpers aside): user code
 # and the studies import them from there, so each must still resolve.
 PRUNE_NAMES_BEFORE_SPLIT = (
-    "KernelLayout", "flatten_kernels", "kernel_layout", "key_name", "unflatten_kernels", "PyTree",
-    "UNTESTABLE_POLICIES", "LAG_CORRECTIONS", "WEIGHT_CORRECTIONS", "CORRECTIONS", "_as_layout",
-    "layer_ids", "_normalise_layers", "analysed_weights", "per_layer_counts", "mask_from_flat",
-    "flat_keep", "round_pvalues", "min_over_lags", "bonferroni_over_lags", "holm_adjust",
-    "bh_adjust", "_parse_correction", "corrected_pvalues", "keep_decision", "PruneSummary",
-    "causal_mask", "_is_count_list", "_target_counts", "_prune_by_order", "random_mask",
-    "magnitude_mask", "_check_same_structure", "_zero_where_pruned", "apply_mask", "MaskedState",
-    "masked_optimizer", "masked", "MaskSummary", "mask_summary", "Flops", "_bias_sizes",
-    "dense_flops", "sparse_flops", "pruned_iou",
+    "KernelLayout",
+    "flatten_kernels",
+    "kernel_layout",
+    "key_name",
+    "unflatten_kernels",
+    "PyTree",
+    "UNTESTABLE_POLICIES",
+    "LAG_CORRECTIONS",
+    "WEIGHT_CORRECTIONS",
+    "CORRECTIONS",
+    "_as_layout",
+    "layer_ids",
+    "_normalise_layers",
+    "analysed_weights",
+    "per_layer_counts",
+    "mask_from_flat",
+    "flat_keep",
+    "round_pvalues",
+    "min_over_lags",
+    "bonferroni_over_lags",
+    "holm_adjust",
+    "bh_adjust",
+    "_parse_correction",
+    "corrected_pvalues",
+    "keep_decision",
+    "PruneSummary",
+    "causal_mask",
+    "_is_count_list",
+    "_target_counts",
+    "_prune_by_order",
+    "random_mask",
+    "magnitude_mask",
+    "_check_same_structure",
+    "_zero_where_pruned",
+    "apply_mask",
+    "MaskedState",
+    "masked_optimizer",
+    "masked",
+    "MaskSummary",
+    "mask_summary",
+    "Flops",
+    "_bias_sizes",
+    "dense_flops",
+    "sparse_flops",
+    "pruned_iou",
 )
 
 HOMES = {
-    multitest: ("UNTESTABLE_POLICIES", "LAG_CORRECTIONS", "WEIGHT_CORRECTIONS", "CORRECTIONS",
-                "round_pvalues", "min_over_lags", "bonferroni_over_lags", "holm_adjust",
-                "bh_adjust", "_parse_correction", "corrected_pvalues", "keep_decision"),
-    optim: ("MaskedState", "masked_optimizer", "masked", "_check_same_structure",
-            "_zero_where_pruned"),
-    mask_stats: ("MaskSummary", "mask_summary", "Flops", "dense_flops", "sparse_flops",
-                 "pruned_iou", "iou", "chance_iou", "_bias_sizes"),
+    multitest: (
+        "UNTESTABLE_POLICIES",
+        "LAG_CORRECTIONS",
+        "WEIGHT_CORRECTIONS",
+        "CORRECTIONS",
+        "round_pvalues",
+        "min_over_lags",
+        "bonferroni_over_lags",
+        "holm_adjust",
+        "bh_adjust",
+        "_parse_correction",
+        "corrected_pvalues",
+        "keep_decision",
+    ),
+    optim: ("MaskedState", "masked_optimizer", "masked", "_check_same_structure", "_zero_where_pruned"),
+    mask_stats: (
+        "MaskSummary",
+        "mask_summary",
+        "Flops",
+        "dense_flops",
+        "sparse_flops",
+        "pruned_iou",
+        "iou",
+        "chance_iou",
+        "_bias_sizes",
+    ),
 }
 
 
@@ -66,8 +122,10 @@ def test_one_iou_implementation():
 @pytest.mark.parametrize("seed", range(6))
 def test_iou_names_agree_with_sklearn_jaccard(seed):
     rng = np.random.default_rng(seed)
-    params = {"a": {"kernel": jnp.zeros((5, 7)), "bias": jnp.zeros(7)},
-              "b": {"kernel": jnp.zeros((7, 3)), "bias": jnp.zeros(3)}}
+    params = {
+        "a": {"kernel": jnp.zeros((5, 7)), "bias": jnp.zeros(7)},
+        "b": {"kernel": jnp.zeros((7, 3)), "bias": jnp.zeros(3)},
+    }
     n = 5 * 7 + 7 * 3
     frac = rng.uniform(0.0, 0.6, size=2) if seed else np.zeros(2)  # seed 0: nothing pruned
     keep_a, keep_b = rng.uniform(size=n) >= frac[0], rng.uniform(size=n) >= frac[1]

@@ -1,4 +1,5 @@
 """jaxprune.metrics against scikit-learn (the oracle) on random, imbalanced, degenerate labels."""
+
 import warnings
 
 import jax
@@ -15,9 +16,7 @@ def _sk_prf(y_true, y_pred, n_classes, average, labels):
     sk_labels = None if labels == "present" else list(range(n_classes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # UndefinedMetricWarning: zero_division="warn" -> 0.0
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=sk_labels, average=average
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, labels=sk_labels, average=average)
     return np.array([p, r, f], dtype=np.float64)
 
 
@@ -72,9 +71,7 @@ def test_per_class_matches_sklearn(name):
     got = np.stack([np.asarray(v) for v in jm.precision_recall_f1(t, p, n, average=None)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        want = np.stack(
-            skm.precision_recall_fscore_support(t, p, labels=list(range(n)), average=None)[:3]
-        )
+        want = np.stack(skm.precision_recall_fscore_support(t, p, labels=list(range(n)), average=None)[:3])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 

@@ -6,6 +6,7 @@ The worker (tests/multiprocess_worker.py) starts in both processes at once; whil
 process computes the single-process references. Each worker is its own process group, killed
 with SIGKILL on timeout (JAX catches SIGTERM), so the test cannot hang.
 """
+
 import json
 import os
 import signal
@@ -28,9 +29,27 @@ import multiprocess_worker as worker
 
 N_PROC = 2
 TIMEOUT_S = 270  # the whole 2-process job (pytest-timeout: 300); a hang ends here
-RUN_ARGS = ["run", "--dataset", "iris", "--quick", "--seeds", "1", "--epochs", "3",
-            "--window", "60", "--stride", "30", "--maxlag", "2", "--pt-windows", "5",
-            "--max-retrain-epochs", "1", "--no-progress"]
+RUN_ARGS = [
+    "run",
+    "--dataset",
+    "iris",
+    "--quick",
+    "--seeds",
+    "1",
+    "--epochs",
+    "3",
+    "--window",
+    "60",
+    "--stride",
+    "30",
+    "--maxlag",
+    "2",
+    "--pt-windows",
+    "5",
+    "--max-retrain-epochs",
+    "1",
+    "--no-progress",
+]
 
 
 def _free_port() -> int:
@@ -41,18 +60,36 @@ def _free_port() -> int:
 
 def _start(tmp_path: Path, out_npz: Path, run_out: Path):
     port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_PROCESSES=str(N_PROC),
-               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_NUM_PROCESSES=str(N_PROC),
+        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+        PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]),
+    )
     env.pop("XLA_FLAGS", None)  # one CPU device per process, whatever the parent uses
     procs = []
     for i in range(N_PROC):
         log = open(tmp_path / f"worker{i}.log", "w")  # noqa: SIM115 (closed in _wait)
-        procs.append((subprocess.Popen(
-            [sys.executable, str(HERE / "multiprocess_worker.py"), str(out_npz), *RUN_ARGS,
-             "--out", str(run_out)],
-            env={**env, "JAX_PROCESS_ID": str(i)}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True), log))  # own process group: killable as a whole
+        procs.append(
+            (
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(HERE / "multiprocess_worker.py"),
+                        str(out_npz),
+                        *RUN_ARGS,
+                        "--out",
+                        str(run_out),
+                    ],
+                    env={**env, "JAX_PROCESS_ID": str(i)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ),
+                log,
+            )
+        )  # own process group: killable as a whole
     return procs
 
 
@@ -69,8 +106,7 @@ def _wait(procs, tmp_path: Path, deadline: float) -> list[int]:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
             log.close()
-    logs = "\n".join(f"--- worker {i}:\n" + (tmp_path / f"worker{i}.log").read_text()[-3000:]
-                     for i in range(N_PROC))
+    logs = "\n".join(f"--- worker {i}:\n" + (tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(N_PROC))
     assert len(codes) == N_PROC, f"2-process job still running after {TIMEOUT_S} s:\n{logs}"
     assert codes == [0] * N_PROC, f"workers exited {codes}:\n{logs}"
     return codes
@@ -91,11 +127,11 @@ def test_two_processes_equal_one(tmp_path):
         traj, risk, cause = worker.inputs()
         assert not distributed.is_initialized() and jax.process_count() == 1
         one = jax.local_devices()[:1]
-        le1 = sharding.sharded_windowed_le(traj, window=100, stride=90, mode="parity",
-                                           mesh=sharding.weight_mesh(one), chunk_size=8)
+        le1 = sharding.sharded_windowed_le(
+            traj, window=100, stride=90, mode="parity", mesh=sharding.weight_mesh(one), chunk_size=8
+        )
         plain = lyapunov.windowed_le(traj, window=100, stride=90, mode="parity")
-        g1 = sharding.sharded_granger_tests(risk, cause, maxlag=2,
-                                            mesh=sharding.weight_mesh(one), chunk_size=8)
+        g1 = sharding.sharded_granger_tests(risk, cause, maxlag=2, mesh=sharding.weight_mesh(one), chunk_size=8)
         gp = granger.granger_tests(risk, cause, maxlag=2)
         assert cli_main([*RUN_ARGS, "--out", str(single)]) == 0
     finally:
@@ -130,26 +166,32 @@ def test_two_processes_equal_one(tmp_path):
     assert len(results["jax"]["devices"]) == N_PROC
 
 
-@pytest.mark.parametrize("env, want", [
-    ({}, None),
-    ({"JAXPRUNE_DISTRIBUTED": "0"}, None),
-    ({"JAXPRUNE_DISTRIBUTED": "1"}, {}),
-    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"},
-     {"coordinator_address": "h:1", "num_processes": 4, "process_id": 3}),
-])
+@pytest.mark.parametrize(
+    "env, want",
+    [
+        ({}, None),
+        ({"JAXPRUNE_DISTRIBUTED": "0"}, None),
+        ({"JAXPRUNE_DISTRIBUTED": "1"}, {}),
+        (
+            {"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"},
+            {"coordinator_address": "h:1", "num_processes": 4, "process_id": 3},
+        ),
+    ],
+)
 def test_settings_from_env(env, want):
     assert distributed._settings(env) == want
 
 
-@pytest.mark.parametrize("env, msg", [
-    ({"JAX_COORDINATOR_ADDRESS": "h:1"}, "missing"),
-    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "< JAX"),
-    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "x", "JAX_PROCESS_ID": "0"},
-     "integer"),
-    ({"JAX_COORDINATOR_ADDRESS": "h", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"},
-     "host:port"),
-    ({"JAXPRUNE_DISTRIBUTED": "yes"}, "0 or 1"),
-])
+@pytest.mark.parametrize(
+    "env, msg",
+    [
+        ({"JAX_COORDINATOR_ADDRESS": "h:1"}, "missing"),
+        ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, "< JAX"),
+        ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "x", "JAX_PROCESS_ID": "0"}, "integer"),
+        ({"JAX_COORDINATOR_ADDRESS": "h", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, "host:port"),
+        ({"JAXPRUNE_DISTRIBUTED": "yes"}, "0 or 1"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(env, msg):
     with pytest.raises(ValueError, match=msg):
         distributed._settings(env)

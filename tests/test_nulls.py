@@ -1,5 +1,6 @@
 """Null controls: planted causes are told apart from the nulls, pure noise is not; IAAFT keeps
 the value distribution exactly and the spectrum approximately; one kernel call per draw."""
+
 import numpy as np
 import pytest
 
@@ -29,9 +30,18 @@ def _planted(seed: int, lag: int = 2):
 
 def _controls(le, risk, other=(), draws=9, **kw):
     real = granger_on_le(le, risk, CFG)
-    return nulls.null_controls(le, risk, CFG, LAYOUT, nulls.NullConfig(draws=draws, **kw),
-                               seed=0, mask="legcnet_ft", real_outcome=real, other_le=other,
-                               calibration=True)
+    return nulls.null_controls(
+        le,
+        risk,
+        CFG,
+        LAYOUT,
+        nulls.NullConfig(draws=draws, **kw),
+        seed=0,
+        mask="legcnet_ft",
+        real_outcome=real,
+        other_le=other,
+        calibration=True,
+    )
 
 
 def test_planted_cause_is_far_from_every_null():
@@ -84,13 +94,21 @@ def test_empirical_p_value_formula(monkeypatch):
         out = granger_on_le(x, y, cfg, **kw)
         f = next(fractions)
         p = np.where(np.arange(x.shape[1]) < 24, 0.5 if f == 1.0 else 0.001, out.pmin)
-        return pipeline.GrangerOutcome(p, out.lag_pvalues, out.status, out.maxlag_used,
-                                       out.n_windows, out.min_statistic)
+        return pipeline.GrangerOutcome(
+            p, out.lag_pvalues, out.status, out.maxlag_used, out.n_windows, out.min_statistic
+        )
 
     monkeypatch.setattr(select_stage, "granger_on_le", fake)  # the kernel nulls.py calls
-    recs, _ = nulls.null_controls(le, risk, CFG, LAYOUT,
-                                  nulls.NullConfig(controls=("shuffle",), draws=5),
-                                  seed=0, mask="legcnet_ft", real_outcome=real)
+    recs, _ = nulls.null_controls(
+        le,
+        risk,
+        CFG,
+        LAYOUT,
+        nulls.NullConfig(controls=("shuffle",), draws=5),
+        seed=0,
+        mask="legcnet_ft",
+        real_outcome=real,
+    )
     layer0 = next(r for r in recs if r["layer"] == 0)
     assert layer0["real_fraction"] == 0.0 and layer0["null_fractions"] == [0, 1, 1, 0, 1]
     assert layer0["p_value"] == pytest.approx((1 + 2) / 6)
@@ -106,10 +124,16 @@ def test_one_kernel_call_per_draw_not_per_weight(monkeypatch):
         return granger_on_le(x, y, cfg, **kw)
 
     monkeypatch.setattr(select_stage, "granger_on_le", counting)
-    nulls.null_controls(le, risk, CFG, LAYOUT,
-                        nulls.NullConfig(controls=("shuffle", "surrogate"), draws=4,
-                                         max_per_layer=10),
-                        seed=0, mask="legcnet_ft", real_outcome=real)
+    nulls.null_controls(
+        le,
+        risk,
+        CFG,
+        LAYOUT,
+        nulls.NullConfig(controls=("shuffle", "surrogate"), draws=4, max_per_layer=10),
+        seed=0,
+        mask="legcnet_ft",
+        real_outcome=real,
+    )
     assert len(calls) == 8  # 2 controls x 4 draws, each with every sampled weight
     assert all(shape == (N, 20) for shape in calls)  # 10 sampled per layer, both layers
 

@@ -1,4 +1,5 @@
 """LEGCNet end to end on a small data set: results, resume, determinism, edge cases, verify."""
+
 import json
 import shutil
 import warnings
@@ -21,9 +22,12 @@ from jaxprune.verify import verify_run
 
 # iris, 120 training examples, batch 8 -> 15 steps per epoch; 60 epochs -> 900 steps -> 33 windows.
 CFG = LegcnetConfig(
-    train=TrainConfig(hidden=(6,), batch_size=8, epochs=60, window=30, stride=27,
-                      learning_rate=0.1),
-    maxlag=5, pt_windows=14, target_accuracy=0.8, le_mode="parity", verify_sample=12,
+    train=TrainConfig(hidden=(6,), batch_size=8, epochs=60, window=30, stride=27, learning_rate=0.1),
+    maxlag=5,
+    pt_windows=14,
+    target_accuracy=0.8,
+    le_mode="parity",
+    verify_sample=12,
 )
 
 
@@ -50,8 +54,7 @@ def test_results_json_and_report(finished_run):
         for m in ("random", "magnitude"):
             assert (m, seed, "legcnet_ft") in methods and (m, seed, "legcnet_pt") in methods
     for r in saved["runs"]:
-        for key in ("method", "seed", "test_accuracy", "macro_f1", "sparsity", "flops",
-                    "epochs_to_threshold"):
+        for key in ("method", "seed", "test_accuracy", "macro_f1", "sparsity", "flops", "epochs_to_threshold"):
             assert key in r
         assert r["method"] in pipeline.METHODS
         assert 0 <= r["test_accuracy"] <= 1
@@ -150,12 +153,14 @@ def test_no_weight_causal_and_every_weight_causal(tmp_path):
     assert summary.pruned_total == 0
     # an all-pruned net still retrains (to nothing useful) without error
     data = _iris(0)
-    rec, trained, history = pipeline.retrain(data, CFG.replace(max_retrain_epochs=2), params,
-                                             prune.mask_from_flat(np.zeros(42, bool), params))
+    rec, trained, history = pipeline.retrain(
+        data, CFG.replace(max_retrain_epochs=2), params, prune.mask_from_flat(np.zeros(42, bool), params)
+    )
     assert len(history["train_accuracy"]) == 2
     assert rec["sparsity"] == 1.0 and rec["epochs"] == 2
-    for leaf_mask, leaf in zip(jax.tree.leaves(prune.mask_from_flat(np.zeros(42, bool), params)),
-                               jax.tree.leaves(trained)):
+    for leaf_mask, leaf in zip(
+        jax.tree.leaves(prune.mask_from_flat(np.zeros(42, bool), params)), jax.tree.leaves(trained)
+    ):
         assert np.all(np.asarray(leaf)[~np.asarray(leaf_mask)] == 0)
 
 
@@ -208,8 +213,9 @@ def test_granger_stage_is_float64_without_x64():
         out = granger_on_le(le, risk.astype(np.float32), cfg)
     assert out.pmin.dtype == np.float64
     for c in range(w):
-        want = _statsmodels_min_p(risk.astype(np.float32).astype(np.float64),
-                                  le[:, c].astype(np.float64), 4, "ssr_chi2test")
+        want = _statsmodels_min_p(
+            risk.astype(np.float32).astype(np.float64), le[:, c].astype(np.float64), 4, "ssr_chi2test"
+        )
         np.testing.assert_allclose(out.pmin[c], want, rtol=1e-8)
 
 
@@ -298,8 +304,7 @@ def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run)
     maxlag = effective_maxlag(n - 1, cfg.maxlag)
     y = stationary(risk)
     x = np.nan_to_num(le, nan=cfg.nan_fill)
-    lag_p = np.array([_statsmodels_lag_p(y, stationary(x[:, j]), maxlag)
-                      for j in range(x.shape[1])])
+    lag_p = np.array([_statsmodels_lag_p(y, stationary(x[:, j]), maxlag) for j in range(x.shape[1])])
     pmin = lag_p.min(axis=1)
     np.testing.assert_allclose(got_p, pmin, rtol=1e-6)
     holm = np.array([multipletests(r, method="holm")[1].min() for r in lag_p])
@@ -347,8 +352,7 @@ def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, 
 
     assert strip(resumed["runs"]) == strip(results["runs"])
     # the finished records were reused, not retrained
-    assert {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")
-            if p.name in before} == before
+    assert {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json") if p.name in before} == before
     a = rundir.load_retrained(out, 1, "random")
     b = rundir.load_retrained(part, 1, "random")
     for x, y in zip(a["kernels"], b["kernels"], strict=True):

@@ -1,5 +1,6 @@
 """Population training: every member equals the single-net retraining path (same seed, mask,
 init), masks and seeds are data (one compiled program), freezing at the threshold, chunking."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,7 @@ from jaxprune.train import TrainConfig, batch_order
 
 # digits: 1,257 training images of 64 pixels; batch 64 -> 20 steps per epoch (last one partial).
 # Cross-entropy learns within a few epochs, so thresholds are reached at different epochs.
-TCFG = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, batch_size=64,
-                   epochs=6)
+TCFG = TrainConfig(hidden=(16, 12), loss="cross_entropy", learning_rate=0.2, batch_size=64, epochs=6)
 SEEDS = (3, 11, 5)
 SPARSITY = (0.0, 0.5, 0.9)
 
@@ -63,9 +63,12 @@ def four_devices_proc(tmp_path_factory):
     """The 4-device run (`_FOUR_DEVICES`) in a subprocess, started before the other tests so that
     it runs while they do (XLA compiles on one core)."""
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    )
     out = tmp_path_factory.mktemp("four") / "out.json"
     proc = subprocess.Popen([sys.executable, "-c", _FOUR_DEVICES, str(out)], env=env, cwd=root)
     yield proc, out
@@ -87,15 +90,17 @@ def setup(four_devices_proc):
     inits = [_f64(pipeline._init_params(ds, cfg, s)[1]) for s in SEEDS]
     masks = [prune.random_mask(inits[i], SPARSITY[i], seed=100 + i) for i in range(len(SEEDS))]
     masks = [jax.tree.map(np.asarray, m) for m in masks]
-    trainer = PopulationTrainer(TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes,
-                                x_test=ds.x_test, y_test=ds.y_test)
+    trainer = PopulationTrainer(
+        TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )
     free = trainer.fit(SEEDS, init_params=inits, masks=masks)  # no threshold: all epochs
     return ds, cfg, inits, masks, trainer, free
 
 
 def _max_diff(a, b):
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 @pytest.mark.timeout(240)
@@ -166,8 +171,7 @@ def test_chunked_equals_unchunked_and_budget(setup):
     per = trainer.member_bytes(jnp.float64)
     budget = trainer.shared_bytes() + 2.5 * per  # room for 2 members
     assert trainer.chunk_size(3, budget, jnp.float64) == 2
-    tr = PopulationTrainer(TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes,
-                           x_test=ds.x_test, y_test=ds.y_test)
+    tr = PopulationTrainer(TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test)
     res = tr.fit(SEEDS, init_params=inits, masks=masks, memory_budget_bytes=budget)
     assert (res.chunk_size, res.n_chunks) == (2, 2)
     assert tr.compile_count == 1  # the last chunk is padded to the same shape

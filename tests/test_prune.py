@@ -1,5 +1,6 @@
 """jaxprune.prune: causal masks (policies, corrections vs statsmodels), baselines, masked optax,
 FLOPs, summaries."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,9 +142,7 @@ def test_adjusted_pvalues_match_statsmodels():
         else:
             assert np.isnan(holm[w]).all()
     # min Holm-adjusted p == Bonferroni on the min p (the "any lag" decision is the same)
-    np.testing.assert_allclose(
-        holm[finite].min(axis=1), np.minimum(lag[finite].min(axis=1) * 6, 1), rtol=1e-14
-    )
+    np.testing.assert_allclose(holm[finite].min(axis=1), np.minimum(lag[finite].min(axis=1) * 6, 1), rtol=1e-14)
     p = lag[:, 0]
     bh = prune.bh_adjust(p)
     fin = ~np.isnan(p)
@@ -196,9 +195,7 @@ def test_causal_mask_nnx_state():
     mask, s = prune.causal_mask(P_HAND, state)
     assert jax.tree.structure(mask) == jax.tree.structure(state)
     np.testing.assert_array_equal(_keep(mask), np.where(np.isnan(P_HAND), True, P_HAND < 0.05))
-    assert prune.sparse_flops(mask).total == prune.sparse_flops(
-        prune.causal_mask(P_HAND, _params())[0]
-    ).total
+    assert prune.sparse_flops(mask).total == prune.sparse_flops(prune.causal_mask(P_HAND, _params())[0]).total
 
 
 @pytest.mark.timeout(60)  # vectorised: ~1 s; a per-weight Python loop would hit the timeout
@@ -277,9 +274,7 @@ def test_magnitude_mask_prunes_smallest():
         sl = layout.layer_slice(i)
         k, wl = keep[sl], w[sl]
         assert wl[~k].max() <= wl[k].min()
-        np.testing.assert_array_equal(
-            np.flatnonzero(~k), np.sort(np.argsort(wl, kind="stable")[: s.pruned[i]])
-        )
+        np.testing.assert_array_equal(np.flatnonzero(~k), np.sort(np.argsort(wl, kind="stable")[: s.pruned[i]]))
     # global: the smallest over all layers
     mg = prune.magnitude_mask(params, ref, per_layer=False)
     kg = _keep(mg)

@@ -3,6 +3,7 @@ corrupt files are named, diverged training is reported as such, and JSON stays v
 
 One tiny iris run (CLI, module fixture) is copied by the tests that need a finished run; every
 other case fails before training."""
+
 import json
 import shutil
 import warnings
@@ -17,18 +18,57 @@ from jaxprune.data import load_csv, load_dataset, scale_features
 from jaxprune.train import TrainConfig, Trainer, TrainingDiverged, save_metrics
 
 # iris, 120 training examples, batch 8: 15 steps per epoch; 12 epochs = 180 steps = 6 windows.
-RUN = ["run", "--dataset", "iris", "--quick", "--epochs", "12", "--batch-size", "8",
-       "--window", "30", "--stride", "27", "--lr", "0.1", "--maxlag", "1", "--pt-windows", "5",
-       "--target-accuracy", "0.8", "--max-retrain-epochs", "2", "--le-mode", "fast",
-       "--no-progress"]
-TRAIN = ["train", "--dataset", "iris", "--hidden", "6", "--batch-size", "16", "--epochs", "2",
-         "--window", "10", "--stride", "9", "--no-progress"]
+RUN = [
+    "run",
+    "--dataset",
+    "iris",
+    "--quick",
+    "--epochs",
+    "12",
+    "--batch-size",
+    "8",
+    "--window",
+    "30",
+    "--stride",
+    "27",
+    "--lr",
+    "0.1",
+    "--maxlag",
+    "1",
+    "--pt-windows",
+    "5",
+    "--target-accuracy",
+    "0.8",
+    "--max-retrain-epochs",
+    "2",
+    "--le-mode",
+    "fast",
+    "--no-progress",
+]
+TRAIN = [
+    "train",
+    "--dataset",
+    "iris",
+    "--hidden",
+    "6",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--window",
+    "10",
+    "--stride",
+    "9",
+    "--no-progress",
+]
 
 
 def _strict_json(path):
     """json.loads that refuses the bare NaN / Infinity Python's json writes by default."""
+
     def refuse(token):
         raise ValueError(f"{path}: bare {token} is not JSON")
+
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
@@ -61,15 +101,14 @@ def test_run_json_is_written_and_results_are_strict_json(base_run):
     assert fp["dataset"] == "iris" and len(fp["data_sha256"]) == 64 and fp["version"]
     # stage files carry digests: the run's on the retraining records, the dense stage's own
     # (training and LE inputs only) on dense.npz
-    assert json.loads((base_run / "seed_0" / "retrain_dense.json").read_text())["run_digest"] \
-        == fp["digest"]
+    assert json.loads((base_run / "seed_0" / "retrain_dense.json").read_text())["run_digest"] == fp["digest"]
     from jaxprune.pipeline import LegcnetConfig, dense_stage_digest
 
     cfg = LegcnetConfig.from_dict(fp["config"])
-    assert str(rundir.load_dense(base_run, 0, keys=("run_digest",))["run_digest"]) \
-        == dense_stage_digest(cfg, load_dataset("iris", seed=0), 0)
-    for name in ("results.json", "config.json", "seed_0/retrain_dense.json",
-                 "seed_0/timings.json"):
+    assert str(rundir.load_dense(base_run, 0, keys=("run_digest",))["run_digest"]) == dense_stage_digest(
+        cfg, load_dataset("iris", seed=0), 0
+    )
+    for name in ("results.json", "config.json", "seed_0/retrain_dense.json", "seed_0/timings.json"):
         _strict_json(base_run / name)
 
 
@@ -108,11 +147,11 @@ def _kill_at_first_stage(monkeypatch):
 
     def killed(*args, **kwargs):
         raise _Killed
+
     monkeypatch.setattr(pipeline, "run_seed", killed)
 
 
-def test_killed_overwrite_then_resume_with_the_old_settings_is_refused(run_copy, monkeypatch,
-                                                                      capsys):
+def test_killed_overwrite_then_resume_with_the_old_settings_is_refused(run_copy, monkeypatch, capsys):
     shutil.copytree(run_copy / "seed_0", run_copy / "seed_1")  # a stale seed of an older run
     args = [a if a != "12" else "10" for a in RUN]
     with monkeypatch.context() as m:
@@ -251,8 +290,7 @@ def test_corrupt_orbax_checkpoint_falls_back_to_the_previous_one(tmp_path):
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
     cfg = TrainConfig(hidden=(3,), batch_size=16, epochs=3, window=4, stride=3)
-    make = lambda: Trainer(cfg, x, y, n_classes=2, checkpoint_dir=tmp_path / "ck",
-                           checkpoint_every_s=0.0)
+    make = lambda: Trainer(cfg, x, y, n_classes=2, checkpoint_dir=tmp_path / "ck", checkpoint_every_s=0.0)
     full = make().fit()
     for f in (tmp_path / "ck" / "3").rglob("*"):  # damage every file of the last checkpoint
         if f.is_file():
@@ -261,8 +299,7 @@ def test_corrupt_orbax_checkpoint_falls_back_to_the_previous_one(tmp_path):
         warnings.simplefilter("always")
         resumed = make().fit(resume=True)
     assert any("falling back" in str(w.message) for w in caught)
-    np.testing.assert_array_equal(resumed.history["train_accuracy"],
-                                  full.history["train_accuracy"])
+    np.testing.assert_array_equal(resumed.history["train_accuracy"], full.history["train_accuracy"])
     assert resumed.steps == full.steps
 
 
@@ -271,8 +308,9 @@ def test_divergence_is_detected_not_reported_as_le_undefined(tmp_path, capsys):
     x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
     with pytest.raises(TrainingDiverged, match="diverged in epoch 1"):
-        Trainer(TrainConfig(hidden=(3,), batch_size=8, epochs=2, window=4, stride=3,
-                            learning_rate=1e30), x, y, n_classes=2).fit()
+        Trainer(
+            TrainConfig(hidden=(3,), batch_size=8, epochs=2, window=4, stride=3, learning_rate=1e30), x, y, n_classes=2
+        ).fit()
     assert main(TRAIN + ["--lr", "1e30", "--out", str(tmp_path / "d")]) == 2
     err = _error(capsys)
     assert "diverged" in err and "lower the learning rate" in err
@@ -282,25 +320,27 @@ def test_divergence_is_detected_not_reported_as_le_undefined(tmp_path, capsys):
 
 
 def test_json_is_strict_nan_becomes_null(tmp_path):
-    save_metrics(tmp_path / "m.json", {"a": float("nan"), "b": [np.float32(np.inf), 1.5],
-                                       "c": np.array([np.nan, 2.0])})
+    save_metrics(tmp_path / "m.json", {"a": float("nan"), "b": [np.float32(np.inf), 1.5], "c": np.array([np.nan, 2.0])})
     assert _strict_json(tmp_path / "m.json") == {"a": None, "b": [None, 1.5], "c": [None, 2.0]}
 
 
 # ------------------------------------------------------------------------------ flags and inputs
-@pytest.mark.parametrize("extra, needle", [
-    (["--seeds", "0"], "--seeds"),
-    (["--seeds", "-1"], "--seeds"),
-    (["--round-pvalues", "-1"], "round_pvalues"),
-    (["--layers="], "layers is empty"),
-    (["--layers", "5"], "out of range"),
-    (["--target-accuracy", "5"], "target_accuracy"),
-    (["--max-retrain-epochs", "0"], "max_retrain_epochs"),
-    (["--correction", "foo"], "unknown correction"),
-    (["--optimizer", "apply_updates"], "no optimizer named 'apply_updates'"),
-    (["--window", "10"], "window=10 too short"),
-    (["--csv-delimiter", ";"], "--csv-"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "-1"], "--seeds"),
+        (["--round-pvalues", "-1"], "round_pvalues"),
+        (["--layers="], "layers is empty"),
+        (["--layers", "5"], "out of range"),
+        (["--target-accuracy", "5"], "target_accuracy"),
+        (["--max-retrain-epochs", "0"], "max_retrain_epochs"),
+        (["--correction", "foo"], "unknown correction"),
+        (["--optimizer", "apply_updates"], "no optimizer named 'apply_updates'"),
+        (["--window", "10"], "window=10 too short"),
+        (["--csv-delimiter", ";"], "--csv-"),
+    ],
+)
 def test_bad_flags_fail_before_training(extra, needle, tmp_path, capsys):
     out = tmp_path / "o"
     assert main(RUN + extra + ["--out", str(out)]) == 2
@@ -309,8 +349,7 @@ def test_bad_flags_fail_before_training(extra, needle, tmp_path, capsys):
 
 
 def test_negative_layers_are_accepted():
-    args = build_parser().parse_args(_join_negative_values(
-        RUN + ["--layers", "-2,-1", "--out", "x"]))
+    args = build_parser().parse_args(_join_negative_values(RUN + ["--layers", "-2,-1", "--out", "x"]))
     assert args.layers == (-2, -1)
 
 
@@ -331,8 +370,7 @@ def test_csv_problems_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="column 'feature 1"):
         load_csv(big)
     with pytest.raises(ValueError, match="column 'huge'"):
-        scale_features(np.array([[1e300], [-1e300]]), np.zeros((1, 1)), "standard",
-                       feature_names=["huge"])
+        scale_features(np.array([[1e300], [-1e300]]), np.zeros((1, 1)), "standard", feature_names=["huge"])
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("f,label\n1,cat\n2,dog\n3,7\n")
     with pytest.raises(ValueError, match="line 4, column 2: numeric label '7' among text"):
@@ -353,14 +391,37 @@ def test_csv_problems_are_clear_errors(tmp_path, capsys):
 def test_csv_flags_reach_load_csv(tmp_path):
     rng = np.random.default_rng(0)
     semi = tmp_path / "semi.csv"
-    lines = ["a;b;kind"] + [f"{rng.normal():.3f};{rng.normal():.3f};{'xy'[i % 2]}"
-                            for i in range(40)]
+    lines = ["a;b;kind"] + [f"{rng.normal():.3f};{rng.normal():.3f};{'xy'[i % 2]}" for i in range(40)]
     semi.write_text("\n".join(lines) + "\n")
     out = tmp_path / "t"
-    assert main(["train", "--dataset", f"csv:{semi}", "--csv-delimiter", ";",
-                 "--csv-label-column", "-1", "--csv-header", "--hidden", "3", "--epochs", "1",
-                 "--batch-size", "8", "--window", "3", "--stride", "2", "--no-progress",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                f"csv:{semi}",
+                "--csv-delimiter",
+                ";",
+                "--csv-label-column",
+                "-1",
+                "--csv-header",
+                "--hidden",
+                "3",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--window",
+                "3",
+                "--stride",
+                "2",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert _strict_json(out / "metrics.json")["n_weights"] == 2 * 3 + 3 * 2
 
 

@@ -5,6 +5,7 @@ tests (float64) and the pipeline's masks; host blocks under a memory budget chan
 The 4-device side runs in a subprocess (tests/sharding_cases.py) because XLA_FLAGS must be set
 before JAX starts; this process has one CPU device.
 """
+
 import os
 import subprocess
 import sys
@@ -25,11 +26,14 @@ def four_proc(tmp_path_factory):
     """Starts the 4-device subprocess; it runs while this process computes `one` (XLA compiles
     on one core, so the two overlap on a 2-core machine)."""
     tmp = tmp_path_factory.mktemp("four")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu", EXPECT_DEVICES="4")
-    proc = subprocess.Popen([sys.executable, str(HERE / "sharding_cases.py"),
-                             str(tmp / "out.npz"), "--pipeline", str(tmp / "run")],
-                            env=env, cwd=HERE)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu", EXPECT_DEVICES="4"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "sharding_cases.py"), str(tmp / "out.npz"), "--pipeline", str(tmp / "run")],
+        env=env,
+        cwd=HERE,
+    )
     yield proc, tmp
     if proc.poll() is None:
         proc.kill()
@@ -60,8 +64,7 @@ def _same(a, b):
 
 def test_four_devices_equal_one_device_exactly(four, one):
     keys = [k for k in four if not k.startswith("pipe_")]
-    assert {"le_fast", "le_status_fast", "le_parity", "le_status_parity", "g_ssr_chi2test_p",
-            "g_status"} <= set(keys)
+    assert {"le_fast", "le_status_fast", "le_parity", "le_status_parity", "g_ssr_chi2test_p", "g_status"} <= set(keys)
     for k in keys:
         assert _same(four[k], one[k]), k
     assert one["le_parity"].shape == (8, cases.W_LE) and one["g_status"].shape == (cases.W_G,)
@@ -71,7 +74,7 @@ def test_four_devices_equal_one_device_exactly(four, one):
 def test_budget_blocks_equal_unblocked(one):
     assert "budget_le_fast" in one and "budget_g_status" in one
     for k in [k for k in one if k.startswith("budget_")]:
-        assert _same(one[k], one[k[len("budget_"):]]), k
+        assert _same(one[k], one[k[len("budget_") :]]), k
 
 
 def test_sharded_agrees_with_the_plain_kernels(one):
@@ -86,8 +89,7 @@ def test_sharded_agrees_with_the_plain_kernels(one):
     ref = granger.granger_tests(y, x, maxlag=4)
     np.testing.assert_array_equal(one["g_status"], np.asarray(ref.status))
     for name in ("ssr_ftest", "ssr_chi2test", "lrtest"):
-        np.testing.assert_allclose(one[f"g_{name}_p"], np.asarray(getattr(ref, name).pvalue),
-                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(one[f"g_{name}_p"], np.asarray(getattr(ref, name).pvalue), rtol=1e-10, atol=1e-14)
     assert one["g_status"][3] == granger.Status.CONSTANT
 
 
@@ -113,8 +115,7 @@ def test_chunk_size_for_budget_and_measured_bytes():
     assert sharding.chunk_size_for_budget(1.0, None, default=256) == 256
     with pytest.raises(ValueError):
         sharding.chunk_size_for_budget(0.0, 100)
-    pw = sharding.window_le_bytes_per_weight(30, "float32", m=2, d=1, t=0, s=10, r=20.0,
-                                             quantize=False)
+    pw = sharding.window_le_bytes_per_weight(30, "float32", m=2, d=1, t=0, s=10, r=20.0, quantize=False)
     assert 30 * 4 < pw < 1e6  # at least the window itself, far below a MB
     mesh = sharding.weight_mesh()
     assert mesh.axis_names == ("weights",) and mesh.size == len(jax.local_devices())

@@ -1,4 +1,5 @@
 """jaxprune.stationarity: statsmodels adfuller parity, MacKinnon p-values, make_stationary."""
+
 import warnings
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Training and trajectory recording: the recorded trajectory is exactly what a plain loop sees."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,9 +47,7 @@ def _plain_loop(trainer: Trainer, epochs: int):
     for epoch in range(epochs):
         idx, wts = batch_order(cfg.seed, epoch, trainer.n_train, cfg.batch_size)
         for b in range(idx.shape[0]):
-            params, opt_state, _, _ = step(
-                params, opt_state, trainer.x_train[idx[b]], trainer.y_train[idx[b]], wts[b]
-            )
+            params, opt_state, _, _ = step(params, opt_state, trainer.x_train[idx[b]], trainer.y_train[idx[b]], wts[b])
             snaps.append(np.asarray(flatten_kernels(params)))
             accs.append(trainer.evaluate(params, "train"))
     return np.stack(snaps), np.asarray(accs), params
@@ -207,8 +206,7 @@ def test_window_end_steps_agree_with_the_lyapunov_module():
     from jaxprune import lyapunov
 
     for window, stride in ((50, 45), (200, 180), (8, 5), (30, 30)):
-        np.testing.assert_array_equal(
-            lyapunov.window_end_steps(7, window, stride), window_end_steps(7, window, stride))
+        np.testing.assert_array_equal(lyapunov.window_end_steps(7, window, stride), window_end_steps(7, window, stride))
     # the paper's formula for its 50 / 45 windows
     np.testing.assert_array_equal(window_end_steps(4, 50, 45), [int(50 * 0.9 * (k + 1) + 5) for k in range(4)])
 
@@ -228,8 +226,11 @@ def test_masked_retrainings_share_one_compiled_epoch():
         tx = prune.masked(optax.sgd(CFG.learning_rate), m)
         t = _trainer(tx=tx, init_params=prune.apply_mask(init, m), epoch_fn_cache=cache)
         shared.append((t, t.fit(epochs=3)))
-        own.append(_trainer(tx=prune.masked(optax.sgd(CFG.learning_rate), m),
-                            init_params=prune.apply_mask(init, m)).fit(epochs=3))
+        own.append(
+            _trainer(tx=prune.masked(optax.sgd(CFG.learning_rate), m), init_params=prune.apply_mask(init, m)).fit(
+                epochs=3
+            )
+        )
     assert len(cache) == 1
     fn = shared[0][0]._epoch_fn
     assert shared[1][0]._epoch_fn is fn and fn._cache_size() == 1  # compiled once for both
@@ -238,8 +239,9 @@ def test_masked_retrainings_share_one_compiled_epoch():
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         flat = flatten_kernels(a.params)
         assert np.all(np.asarray(flat)[~np.asarray(flatten_kernels(m))] == 0)
-    assert not np.array_equal(np.asarray(flatten_kernels(shared[0][1].params)),
-                              np.asarray(flatten_kernels(shared[1][1].params)))
+    assert not np.array_equal(
+        np.asarray(flatten_kernels(shared[0][1].params)), np.asarray(flatten_kernels(shared[1][1].params))
+    )
     _trainer(config=CFG.replace(learning_rate=0.1), epoch_fn_cache=cache)
     assert len(cache) == 2
     with pytest.raises(ValueError, match="window_fn"):

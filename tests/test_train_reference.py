@@ -1,5 +1,6 @@
 """The training step against an independent NumPy reference (forward, backward and SGD written
 out by hand), and checks that the optimizer, the loss and the risk kind given are really used."""
+
 import numpy as np
 import optax
 import pytest
@@ -10,8 +11,7 @@ from jaxprune.train import CONFIGS, Trainer, batch_order
 # original's PyTorch DataLoader gives a smaller last batch). Windows of 4 steps every 3 steps end
 # at steps 4, 7 and 10 (the partial batch).
 N_TRAIN, BATCH = 300, 32
-CFG = CONFIGS["original_mnist"].replace(hidden=(7, 5), batch_size=BATCH, epochs=1, window=4,
-                                        stride=3)
+CFG = CONFIGS["original_mnist"].replace(hidden=(7, 5), batch_size=BATCH, epochs=1, window=4, stride=3)
 
 
 def _toy_data(n=360, features=6, classes=3, seed=0):
@@ -48,7 +48,7 @@ def _numpy_epoch(params, x, y, perm, batch, lr, loss):
     bs = [np.asarray(b, np.float64) for _, b in params]
     accs = []
     for start in range(0, len(perm), batch):
-        ib = perm[start:start + batch]
+        ib = perm[start : start + batch]
         xb, yb = np.asarray(x[ib], np.float64), y[ib]
         n, c = len(ib), Ws[-1].shape[1]
         acts = [xb]
@@ -73,8 +73,7 @@ def _numpy_epoch(params, x, y, perm, batch, lr, loss):
 
 
 def _layers(params):
-    return [(params["layers"][i]["kernel"], params["layers"][i]["bias"])
-            for i in range(len(params["layers"]))]
+    return [(params["layers"][i]["kernel"], params["layers"][i]["bias"]) for i in range(len(params["layers"]))]
 
 
 def _perm(config):
@@ -90,8 +89,7 @@ def test_one_epoch_matches_numpy_reference(loss):
     trainer = _trainer(cfg)
     res = trainer.fit()
     x, y = _toy_data()
-    want, batch_accs = _numpy_epoch(_layers(res.init_params), x, y, _perm(cfg), BATCH,
-                                    cfg.learning_rate, loss)
+    want, batch_accs = _numpy_epoch(_layers(res.init_params), x, y, _perm(cfg), BATCH, cfg.learning_rate, loss)
     assert len(batch_accs) == 10 and res.steps == 10
     moved = 0.0
     for (W, b), (W0, _b0), (Wr, br) in zip(_layers(res.params), _layers(res.init_params), want):
@@ -119,8 +117,7 @@ def test_risk_batch_is_the_step_minibatch_accuracy():
     res_b = _trainer(CFG.replace(risk="batch")).fit()
     res_t = _trainer(CFG).fit()
     x, y = _toy_data()
-    _, batch_accs = _numpy_epoch(_layers(res_b.init_params), x, y, _perm(CFG), BATCH,
-                                 CFG.learning_rate, "mse")
+    _, batch_accs = _numpy_epoch(_layers(res_b.init_params), x, y, _perm(CFG), BATCH, CFG.learning_rate, "mse")
     np.testing.assert_array_equal(res_b.window_end_steps, [4, 7, 10])
     np.testing.assert_allclose(res_b.window_accuracy, batch_accs[[3, 6, 9]], atol=1e-6)
     assert not np.allclose(res_b.window_accuracy, res_t.window_accuracy)
@@ -139,5 +136,7 @@ def test_user_optax_tx_is_the_optimizer_used():
         assert np.max(np.abs(np.asarray(a[0]) - np.asarray(c[0]))) > 1e-3
     # a stateful optimizer (momentum) also changes the result
     mom = _trainer(tx=optax.sgd(0.05, momentum=0.9)).fit()
-    assert np.max(np.abs(np.asarray(mom.params["layers"][0]["kernel"])
-                         - np.asarray(passed.params["layers"][0]["kernel"]))) > 1e-4
+    assert (
+        np.max(np.abs(np.asarray(mom.params["layers"][0]["kernel"]) - np.asarray(passed.params["layers"][0]["kernel"])))
+        > 1e-4
+    )

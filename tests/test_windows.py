@@ -1,5 +1,6 @@
 """Window arithmetic (jaxprune.windows) against a brute-force enumeration of windows, and the old
 names in jaxprune.train / jaxprune.lyapunov are the same arithmetic."""
+
 import itertools
 import math
 
@@ -24,8 +25,7 @@ def test_window_count_is_the_number_of_complete_windows(fn):
         assert fn(n, window, stride) == len(_brute_windows(n, window, stride)), (n, window, stride)
 
 
-@pytest.mark.parametrize("fn", [windows.window_end_steps, train.window_end_steps,
-                                lyapunov.window_end_steps])
+@pytest.mark.parametrize("fn", [windows.window_end_steps, train.window_end_steps, lyapunov.window_end_steps])
 def test_end_step_is_the_step_that_wrote_the_window_s_last_entry(fn):
     for n, window, stride in GRID:
         # w[i] is written by step i + 1, so window [a, b) ends at step b
@@ -77,12 +77,15 @@ def test_old_names_are_the_same_functions():
     np.testing.assert_array_equal(train.window_end_steps(n_windows=2, window=50, stride=45), [50, 95])
 
 
-@pytest.mark.parametrize("call", [
-    lambda: windows.n_windows(10, 0, 1),
-    lambda: windows.n_windows(10, 5, 0),
-    lambda: windows.steps_per_epoch(10, 0),
-    lambda: windows.max_windows_per_epoch(10, 0),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: windows.n_windows(10, 0, 1),
+        lambda: windows.n_windows(10, 5, 0),
+        lambda: windows.steps_per_epoch(10, 0),
+        lambda: windows.max_windows_per_epoch(10, 0),
+    ],
+)
 def test_bad_sizes_are_one_line_errors(call):
     with pytest.raises(ValueError, match=r"must be >= 1, got") as err:
         call()
