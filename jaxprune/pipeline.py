@@ -69,41 +69,28 @@ def x64_scope(cfg: LegcnetConfig):
 
 # ------------------------------------------------------------------------------ dense stage
 def le_window_fn(cfg: LegcnetConfig, sample_idx: np.ndarray) -> Callable:
-    """The on-device window function: window ``(window, n_weights)`` float32 ->
+    """The window function: window ``(window, n_weights)`` float32 ->
     ``{"le": (n_weights,), "status": (n_weights,) int8, "sample": (window, n_sample) float32}``
     (no ``"sample"`` when `sample_idx` is empty).
 
+    `Trainer` calls it outside the compiled epoch, once per completed window: there
+    `lyapunov.window_le` runs the standalone kernel's lane blocks (one small host sync per
+    window); under an outer jit it still works (lane blocks with an on-device path choice).
     The float32 weights are exact in float64, so parity mode casts them (needs x64).
     """
     ly = cfg.lyapunov
+    params = ly.params
     dtype = jnp.float64 if ly.le_mode == "parity" else jnp.float32
     sample_idx = jnp.asarray(sample_idx, jnp.int32)
     sharded = _use_sharding(cfg) and sharding.window_le_fn(
-        memory_budget_bytes=_budget_bytes(cfg),
-        window=cfg.train.window,
-        m=ly.m,
-        d=ly.d,
-        t=ly.theiler,
-        s=ly.s,
-        r=ly.r,
-        quantize=ly.quantize,
-        mode=ly.le_mode,
+        memory_budget_bytes=_budget_bytes(cfg), window=cfg.train.window, params=params, mode=ly.le_mode
     )
 
     def fn(win):
         if sharded:  # weight axis over all devices, chunked to the memory budget
             slope, status = sharded(win)
         else:
-            slope, status = lyapunov.windowed_le_update(
-                win.astype(dtype),
-                m=ly.m,
-                d=ly.d,
-                t=ly.theiler,
-                s=ly.s,
-                r=ly.r,
-                quantize=ly.quantize,
-                mode=ly.le_mode,
-            )
+            slope, status = lyapunov.window_le(win.astype(dtype), params=params, mode=ly.le_mode)
         out = {"le": slope, "status": status.astype(jnp.int8)}
         if sample_idx.size:  # orbax cannot checkpoint zero-size arrays
             out["sample"] = win[:, sample_idx]

@@ -327,13 +327,19 @@ def window_le_fn(
     r: float | None = 20.0,
     quantize: bool = False,
     mode: str = "parity",
+    params: lyapunov.LyapunovParams | None = None,
 ):
     """The streaming Lyapunov step ``win (window, n_weights) float32 -> (slope, status int8)``
-    (:func:`jaxprune.lyapunov.windowed_le_update`), sharded over `mesh` and chunked so that one
-    chunk's temporaries fit `memory_budget_bytes` per device (needs `window` to measure)."""
+    (:func:`jaxprune.lyapunov.window_le`), sharded over `mesh` and chunked so that one
+    chunk's temporaries fit `memory_budget_bytes` per device (needs `window` to measure).
+
+    params: a `jaxprune.lyapunov.LyapunovParams` instead of the keywords m, d, t, s, r, quantize
+    (which are then ignored)."""
     if mode not in ("parity", "fast"):
         raise ValueError(f"mode must be 'parity' or 'fast', got {mode!r}")
     dtype = jnp.float64 if mode == "parity" else jnp.float32
+    if params is not None:
+        m, d, t, s, r, quantize = params.m, params.d, params.theiler, params.s, params.r, params.quantize
     opts = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
     chunk = WINDOW_CHUNK
     if memory_budget_bytes is not None:
@@ -343,7 +349,7 @@ def window_le_fn(
         chunk = chunk_size_for_budget(pw, memory_budget_bytes, default=WINDOW_CHUNK)
 
     def step(w):
-        slope, status = lyapunov.windowed_le_update(w.astype(dtype), mode=mode, **opts)
+        slope, status = lyapunov.window_le(w.astype(dtype), mode=mode, **opts)
         return slope, status.astype(jnp.int8)
 
     return sharded_window_fn(step, mesh, chunk_size=chunk)

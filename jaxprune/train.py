@@ -13,10 +13,20 @@ Terms (steps are counted from 1; step ``s`` is the ``s``-th optimizer update):
   under the weights after that step (``risk="train"``, default), or of that step's mini-batch in
   its own forward pass (``risk="batch"``: free, noisier).
 
+Where the window function runs: the jitted epoch only records. Its ``lax.scan`` over steps
+writes each completed window, raw and ordered oldest first, into the epoch's output slots; the
+`Trainer` then applies its `window_fn` (e.g. the Lyapunov kernel, `jaxprune.pipeline.le_window_fn`)
+to each of them outside the compiled epoch, from the host, in the order the windows completed.
+XLA:CPU runs code inside a scan's conditional (and a ``lax.map``'s loop body) markedly slower than
+top-level code: the Lyapunov kernel inside the epoch cost 2.75x the standalone kernel on the same
+windows; outside it runs the standalone kernel's lane blocks (docs/scaling.md, "In-epoch LE").
+
 Memory: the device holds the params, the optimizer state, the ring buffer ``(window, n_weights)``
-float32 and, per epoch, at most ``windows_per_epoch`` outputs of `window_fn` (by default the raw
-window, ``(window, n_weights)`` float32 each). The whole history never sits in memory unless the
-caller asks for it (`keep_trajectory`, a memory-mapped ``.npy`` file on the host).
+float32 and, per epoch, the raw windows the epoch completed, ``(slots, window, n_weights)``
+float32 with ``slots = max_windows_per_epoch(steps_per_epoch, stride)`` (one slot for mnist5k's 28
+steps and stride 45), plus one window's `window_fn` temporaries at a time. The whole history never
+sits in memory unless the caller asks for it (`keep_trajectory`, a memory-mapped ``.npy`` file on
+the host).
 
 Reproducibility: `TrainConfig.seed` fixes the initial weights (``nnx.Rngs(seed)``) and the
 batch order of every epoch (``fold_in(PRNGKey(seed), epoch)``); a run resumed from an epoch-end
@@ -280,6 +290,10 @@ def make_epoch_fn(
     Each step records ``flatten_kernels(params)`` into the ring buffer; when a window completes,
     the window (ordered oldest first, ``(window, n_weights)``) goes through `window_fn` (identity
     by default) into the epoch's output slots, with the accuracy at that step.
+
+    `Trainer` builds it without a `window_fn` (the slots hold the raw windows) and applies its
+    own window function outside the compiled epoch; a `window_fn` given here runs inside the
+    scan's conditional, which XLA:CPU runs markedly slower than top-level code.
     """
     step_fn = make_step(apply, tx, config.loss)
     window, stride = config.window, config.stride
@@ -399,8 +413,10 @@ class Trainer:
       tx: an optax optimizer; default `make_optimizer(config)`. Wrap it with
         `jaxprune.prune.masked` for sparse training.
       init_params: start from these params instead of the seeded init (sparse retraining).
-      window_fn: applied on device to every completed window (e.g. a Lyapunov kernel); its outputs
-        are kept for the whole run when `keep_window_outputs` (the default when window_fn is set).
+      window_fn: applied to every completed window ``(window, n_weights)`` float32 (a device
+        array; e.g. a Lyapunov kernel) outside the compiled epoch, after the epoch that completed
+        it (`completed_windows`); its outputs are kept for the whole run when
+        `keep_window_outputs` (the default when window_fn is set).
       keep_trajectory: path of a ``.npy`` file to memory-map the full trajectory
         ``(T, n_weights)`` float32 into (optional).
       checkpoint_dir: orbax checkpoints of the full state at epoch ends: each `fit` builds a
@@ -479,9 +495,8 @@ class Trainer:
             # optimizers differ only in data their state carries (e.g. prune.masked's mask)
             self._epoch_fn, self._accuracy = epoch_fn_cache[key]
         else:
-            self._epoch_fn = make_epoch_fn(
-                self.apply, self.tx, config, self.n_train, window_fn=window_fn, record_trajectory=record
-            )
+            # no window_fn inside: the epoch records raw windows, `completed_windows` applies it
+            self._epoch_fn = make_epoch_fn(self.apply, self.tx, config, self.n_train, record_trajectory=record)
             apply = self.apply
             self._accuracy = jax.jit(lambda p, x, y: accuracy(apply, p, x, y))
             if key is not None:
@@ -522,7 +537,8 @@ class Trainer:
 
     @staticmethod
     def windows_of(out: EpochOutput, first_index: int) -> list[RecordedWindow]:
-        """The completed windows of one epoch, numbered from `first_index`."""
+        """The completed windows of one epoch, numbered from `first_index`, as the epoch output
+        holds them (the `Trainer`'s epoch: the raw windows; see `completed_windows`)."""
         n = int(out.n_windows)
         ends = np.asarray(out.end_steps)[:n]
         accs = np.asarray(out.accuracy)[:n]
@@ -536,6 +552,22 @@ class Trainer:
             for i in range(n)
         ]
 
+    def completed_windows(self, out: EpochOutput, first_index: int) -> list[RecordedWindow]:
+        """The completed windows of one epoch of this trainer, numbered from `first_index`, each
+        ``value`` = `window_fn` of the raw window (the raw ``(window, n_weights)`` float32 window
+        without one).
+
+        `window_fn` runs here, outside the compiled epoch, once per window in the order the
+        windows completed: called on a device array, it may jit itself or dispatch jitted
+        kernels of its own (`jaxprune.lyapunov.window_le` runs the standalone kernel's lane
+        blocks there, with one small host sync per window).
+        """
+        wins = self.windows_of(out, first_index)
+        if self.window_fn is not None:
+            for win in wins:
+                win.value = self.window_fn(win.value)
+        return wins
+
     def stream(self, *, epochs: int | None = None) -> Iterator[RecordedWindow]:
         """Train from the seeded init and yield every window as soon as its epoch ends.
 
@@ -545,7 +577,7 @@ class Trainer:
         k = 0
         for epoch in range(self.config.epochs if epochs is None else epochs):
             state, out = self.run_epoch(state, epoch)
-            yield from self.windows_of(out, k)
+            yield from self.completed_windows(out, k)
             k += int(out.n_windows)
 
     # ----------------------------------------------------------------- fit
@@ -606,7 +638,7 @@ class Trainer:
             for epoch in range(start_epoch, last_epoch):
                 t0 = time.perf_counter()
                 state, out = self.run_epoch(state, epoch)
-                wins = self.windows_of(out, store.count)
+                wins = self.completed_windows(out, store.count)
                 train_acc = self.evaluate(state.params, "train")
                 dt = time.perf_counter() - t0
                 for win in wins:
