@@ -448,3 +448,25 @@ def test_streaming_under_jit_in_lane_blocks(monkeypatch):
     ref = windowed_le_numpy(traj[:50, 20].astype(np.float64))[0]
     assert np.isfinite(ref)
     np.testing.assert_allclose(np.asarray(got[0][0])[20], ref, rtol=2e-5)
+
+
+def test_streaming_outside_jit_in_standalone_lane_blocks(monkeypatch):
+    """Outside jit (the Trainer applies its window function after the compiled epoch) a wide
+    window runs in the standalone kernel's lane blocks (_FAST_LANES; the last block overlaps the
+    one before it): equal to the standalone kernel bit for bit in both modes, including a block
+    redone on the general path (a weight whose range exceeds r), one compiled block for all."""
+    monkeypatch.setattr(ly, "_FAST_LANES", {4: 16, 8: 16})  # 45 weights -> blocks at 0, 16, 29
+    traj = _traj(T=95, W=45, seed=12)
+    traj[:, 20] *= 5e4  # interval > r = 20: the block at 16 needs the general path
+    calls = []
+    block = ly._window_block
+    monkeypatch.setattr(ly, "_window_block", lambda *a, **k: calls.append(1) or block(*a, **k))
+    for mode in ("parity", "fast"):
+        want = windowed_le(traj, mode=mode)
+        got = [ly.window_le(jnp.asarray(traj[45 * k : 45 * k + 50]), mode=mode) for k in range(2)]
+        np.testing.assert_array_equal(np.stack([np.asarray(g[0]) for g in got]), want.le)
+        np.testing.assert_array_equal(np.stack([np.asarray(g[1]) for g in got]), want.status)
+        assert got[0][1].dtype == jnp.int8 and got[0][0].shape == (45,)
+    assert len(calls) == 2 * 2 * 3  # modes x windows x blocks: the blocked path ran
+    ref = windowed_le_numpy(traj[:50, 20].astype(np.float64))[0]
+    np.testing.assert_allclose(np.asarray(got[0][0])[20], ref, rtol=2e-5)
