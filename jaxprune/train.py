@@ -19,7 +19,8 @@ writes each completed window, raw and ordered oldest first, into the epoch's out
 to each of them outside the compiled epoch, from the host, in the order the windows completed.
 XLA:CPU runs code inside a scan's conditional (and a ``lax.map``'s loop body) markedly slower than
 top-level code: the Lyapunov kernel inside the epoch cost 2.75x the standalone kernel on the same
-windows; outside it runs the standalone kernel's lane blocks (docs/scaling.md, "In-epoch LE").
+windows; outside it runs the standalone kernel's lane blocks (docs/scaling.md, "In-epoch LE: where
+the 2.75x went").
 
 Memory: the device holds the params, the optimizer state, the ring buffer ``(window, n_weights)``
 float32 and, per epoch, the raw windows the epoch completed, ``(slots, window, n_weights)``
