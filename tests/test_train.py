@@ -87,6 +87,29 @@ def test_stream_yields_the_same_windows_as_fit():
         np.testing.assert_array_equal(np.asarray(a.value), np.asarray(b.value))
 
 
+def test_window_fn_runs_outside_the_epoch_on_each_raw_window():
+    """The epoch only records: `window_fn` gets each completed raw window as a concrete array
+    (not a tracer of the compiled epoch), once, in order; its outputs are kept and streamed."""
+    seen = []
+
+    def fn(w):
+        if not isinstance(w, jax.core.Tracer):  # traced only for the output shapes
+            seen.append(np.asarray(w))
+        return {"mean": jnp.mean(w, axis=0), "first": w[0]}
+
+    trainer = _trainer(window_fn=fn)
+    streamed = []
+    res = trainer.fit(epochs=3, on_window=streamed.append)
+    raw = [np.asarray(w.value) for w in _trainer().stream(epochs=3)]
+    assert len(seen) == len(raw) == len(streamed) == window_count(30, 8, 5) == len(res.window_end_steps)
+    for got, want, win in zip(seen, raw, streamed):
+        np.testing.assert_array_equal(got, want)  # (window, n_weights) float32, oldest step first
+        assert got.shape == (CFG.window, trainer.n_weights) and got.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(win.value["mean"]), want.mean(axis=0, dtype=np.float32))
+    np.testing.assert_array_equal(res.window_outputs["first"], np.stack([w[0] for w in raw]))
+    assert trainer.window_output_struct()["mean"].shape == (trainer.n_weights,)
+
+
 def test_same_seed_same_trajectory_other_seed_differs(tmp_path):
     t1 = _trainer(keep_trajectory=tmp_path / "a.npy")
     t2 = _trainer(keep_trajectory=tmp_path / "b.npy")
