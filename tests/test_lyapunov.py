@@ -470,3 +470,23 @@ def test_streaming_outside_jit_in_standalone_lane_blocks(monkeypatch):
     assert len(calls) == 2 * 2 * 3  # modes x windows x blocks: the blocked path ran
     ref = windowed_le_numpy(traj[:50, 20].astype(np.float64))[0]
     np.testing.assert_allclose(np.asarray(got[0][0])[20], ref, rtol=2e-5)
+
+
+@pytest.mark.parametrize("budget_mb", [None, 1.0])
+def test_pipeline_window_fn_equals_standalone(budget_mb):
+    """`pipeline.le_window_fn` (settings as one LyapunovParams; with a memory budget the sharded,
+    chunked step): parity slopes equal to `windowed_le` bit for bit, the verify sample is the raw
+    window's columns, statuses int8."""
+    from jaxprune.config import LegcnetConfig, LyapunovConfig
+    from jaxprune.pipeline import le_window_fn
+
+    cfg = LegcnetConfig(lyapunov=LyapunovConfig(le_mode="parity", s=10), memory_budget_mb=budget_mb)
+    traj = _traj(T=50, W=40, seed=13)
+    traj[:, 5] *= 5e4  # interval > r: the general path
+    want = windowed_le(traj, window=50, stride=45, mode="parity", s=10)
+    sample = np.array([3, 5, 39])
+    out = le_window_fn(cfg, sample)(jnp.asarray(traj))
+    np.testing.assert_array_equal(np.asarray(out["le"]), want.le[0])
+    np.testing.assert_array_equal(np.asarray(out["status"]), want.status[0])
+    assert out["status"].dtype == jnp.int8
+    np.testing.assert_array_equal(np.asarray(out["sample"]), traj[:, sample])
