@@ -8,8 +8,8 @@ split, the initial weights and the batch order, hence the masks):
 
 1. dense (`fit_dense` -> `jaxprune.stages.DenseRun`): train the dense net for
    ``train.epochs``; every completed window of the weight trajectory goes through the Lyapunov
-   kernel inside the jitted epoch (`le_window_fn`), so only the per-window exponents
-   ``(n_windows, n_weights)`` and the risk series are kept. A small random sample of weights
+   kernel right after the jitted epoch that completed it (`le_window_fn`), so only the
+   per-window exponents ``(n_windows, n_weights)`` and the risk series are kept. A small random sample of weights
    also keeps its raw windows, for `jaxprune verify`.
 2. select (`jaxprune.select.analyze` -> `jaxprune.select.Analysis`): per weight, Granger test
    (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
@@ -117,7 +117,8 @@ def fit_dense(
     on_pt: Callable | None = None,
     checkpoint_every_s: float = 30.0,
 ) -> DenseRun:
-    """The dense stage: dense training with the Lyapunov kernel inside the epoch.
+    """The dense stage: dense training, each completed window through the Lyapunov kernel
+    after its epoch (`Trainer.completed_windows`).
 
     on_pt(le ``(pt_windows, n_weights)``, risk ``(pt_windows,)``, end_step): called once the
     PT window completes (LEGCNet-PT is decidable then, while training goes on).
