@@ -307,3 +307,34 @@ def test_stacked_draw_generation_is_the_per_draw_stream():
     np.testing.assert_array_equal(
         nulls._surrogate_draws(x, a, 3, 4), np.stack([nulls._surrogates(x, b, 4) for _ in range(3)])
     )
+
+
+def test_controls_reuse_the_select_stage_outcomes(tmp_path, monkeypatch):
+    from jaxprune import controls, rundir
+
+    le, risk = _planted(4)
+    cfg = CFG.replace(pt_windows=40)
+    analysis = select_stage.analyze(le, risk, PARAMS, cfg, seed=0)
+    path = rundir.seed_dir(tmp_path, 0) / "analysis.npz"
+    path.parent.mkdir(parents=True)
+    rundir.save_analysis(path, analysis)
+
+    def same(got):
+        assert set(got) == set(analysis.granger) == {"legcnet_ft", "legcnet_pt"}
+        for m, want in analysis.granger.items():
+            assert (got[m].maxlag_used, got[m].n_windows) == (want.maxlag_used, want.n_windows)
+            for f in ("pmin", "lag_pvalues", "status", "min_statistic"):
+                np.testing.assert_array_equal(getattr(got[m], f), getattr(want, f))
+
+    calls = []
+    real_granger = select_stage.granger_on_le
+    monkeypatch.setattr(select_stage, "granger_on_le", lambda *a, **k: calls.append(1) or real_granger(*a, **k))
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    assert not calls  # read from analysis.npz, not re-tested
+    # an analysis.npz without the per-lag p-values (older runs), or none: recomputed, the same
+    arrays = rundir.load_analysis(tmp_path, 0)
+    np.savez(path, **{k: v for k, v in arrays.items() if not k.startswith("lagp_")})
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    path.unlink()
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    assert len(calls) == 4
