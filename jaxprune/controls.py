@@ -101,6 +101,8 @@ def run_controls(
     if (nulls is None or not nulls.controls) and not sparsities:
         return out
     dense = {s: rundir.load_dense(out_dir, s, keys=None) for s in seeds}
+    curve_settings = {"sparsities": [float(s) for s in sparsities]}
+    curves, pending = {}, []
     for seed in seeds:
         d = dense[seed]
         data = dataset(seed) if callable(dataset) else dataset
@@ -139,14 +141,18 @@ def run_controls(
             out["null_controls"] += cached["records"]
             out["null_calibration"] += cached["calibration"]
         if sparsities:
-            settings = {"sparsities": [float(s) for s in sparsities]}
-            cached = _cached(seed_dir / "curves.json", settings, resume)
+            cached = _cached(seed_dir / "curves.json", curve_settings, resume)
             if cached is None:
                 init = load_params(d, like, "init")
                 masks = curves_mod.curve_masks({"granger": outcomes}, params, sparsities, cfg, seed)
-                cached = curves_mod.retrain_curves(data, cfg, init, masks, seed)
-                _write(seed_dir / "curves.json", settings, cached)
-            out["curves"] += cached
+                pending.append((data, init, masks, seed))
+            curves[seed] = cached
+    if pending:
+        # the curve masks of every seed not cached: one population (chunked by the budget)
+        for seed, recs in curves_mod.retrain_curves_seeds(pending, cfg).items():
+            _write(rundir.seed_dir(out_dir, seed) / "curves.json", curve_settings, recs)
+            curves[seed] = recs
+    out["curves"] = [r for seed in seeds if curves.get(seed) for r in curves[seed]]
     if out["curves"]:
         out["curve_comparisons"] = curves_mod.auc_comparisons(out["curves"])
     return out
