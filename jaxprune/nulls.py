@@ -18,9 +18,10 @@ Each draw yields a null fraction per layer. The empirical p-value of the real ma
 least as causal as the real series (small p = the real series is more causal than the null).
 
 Cost: nulls run on a seeded sample of at most ``max_per_layer`` weights per layer (the real
-fraction uses every weight), every draw of every layer in ONE Granger call per draw (the jitted,
-chunked kernel; no Python loop over weights). Surrogates are generated for all sampled
-weights at once with ``jnp.fft``.
+fraction uses every weight). The draws of a control are generated together (shuffles in one
+vectorised op, IAAFT of all draws in one jitted call) and Granger-tested stacked along the weight
+axis, one call of the jitted, chunked kernel per `BATCH_BYTES` of series (`_draw_outcomes`); the
+records equal those of one call per draw exactly (same RNG streams, same per-weight statistics).
 
 The calibration record is the rejection rate of the chosen test at each lag, and of the
 min-over-lags rule, under the shuffle null: for an exact test every lag rejects ~alpha, and

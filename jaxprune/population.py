@@ -21,7 +21,9 @@ Memory per member (`PopulationTrainer.member_bytes`): params and optimizer state
 epoch's output and the frozen members' copy), gradients and updates, one batch of inputs and
 activations forward and backward, the epoch's batch order and per-step metrics, and the
 per-epoch accuracy passes over the train and test splits (``n * sum(widths[1:])`` activations):
-for mnist5k's 784-50-30-10 float32 ~3.1 MB (XLA measures 2.3 MB). The data splits are shared.
+for mnist5k's 784-50-30-10 float32 ~3.1 MB (XLA measures 2.3 MB). The data splits are shared,
+or per member (``(D, n, features)`` with a member -> split index, vmapped with the members:
+each member its own seed's split; then each member's split counts in its bytes, ~16 MB more).
 A population larger than a memory budget is cut into equal chunks (the last one padded with
 copies of a member whose results are dropped), so every chunk runs the same compiled program.
 
