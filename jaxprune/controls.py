@@ -35,6 +35,34 @@ def _write(path: Path, settings: dict, records) -> None:
     rundir.write_json(path, {"settings": settings, "records": records})  # strict, atomic
 
 
+def stage_outcomes(out_dir, seed: int, le: np.ndarray, risk: np.ndarray, cfg, n_weights: int) -> dict:
+    """The select stage's FT / PT `GrangerOutcome`s of one seed: read from ``seed_K/analysis.npz``
+    when it holds them whole (p-values per lag, statuses, statistics, of ``n_weights`` weights),
+    else recomputed from the LE series ``le`` ``(n_windows, n_weights)`` and ``risk``
+    ``(n_windows,)`` (run directories written before analysis.npz kept them). Either way the
+    same outcomes as `jaxprune.select.analyze` computed."""
+    from jaxprune.select import GrangerOutcome, granger_on_le, method_windows
+
+    saved = rundir.load_analysis(out_dir, seed)
+    out = {}
+    for m, n in method_windows(len(risk), cfg).items():
+        keys = [f"{k}_{m}" for k in ("pmin", "status", "lagp", "minstat", "maxlag")]
+        if saved is not None and all(k in saved for k in keys):
+            lag_p = np.asarray(saved[f"lagp_{m}"])
+            if lag_p.shape == (n_weights, int(saved[f"maxlag_{m}"])):
+                out[m] = GrangerOutcome(
+                    pmin=np.asarray(saved[f"pmin_{m}"]),
+                    lag_pvalues=lag_p,
+                    status=np.asarray(saved[f"status_{m}"]),
+                    maxlag_used=int(saved[f"maxlag_{m}"]),
+                    n_windows=n,
+                    min_statistic=np.asarray(saved[f"minstat_{m}"]),
+                )
+                continue
+        out[m] = granger_on_le(le[:n], risk[:n], cfg)
+    return out
+
+
 def run_controls(
     dataset,
     cfg,
@@ -50,7 +78,6 @@ def run_controls(
     dataset: a `Dataset` or a callable ``seed -> Dataset``; cfg: the run's `LegcnetConfig`.
     """
     from jaxprune.pipeline import _init_params
-    from jaxprune.select import granger_on_le, method_windows
 
     out_dir = Path(out_dir)
     seeds = [int(s) for s in seeds]
@@ -74,6 +101,8 @@ def run_controls(
     if (nulls is None or not nulls.controls) and not sparsities:
         return out
     dense = {s: rundir.load_dense(out_dir, s, keys=None) for s in seeds}
+    curve_settings = {"sparsities": [float(s) for s in sparsities]}
+    curves, pending = {}, []
     for seed in seeds:
         d = dense[seed]
         data = dataset(seed) if callable(dataset) else dataset
@@ -81,8 +110,8 @@ def run_controls(
         params = load_params(d, like, "params")
         layout = kernel_layout(params)
         le, risk = np.asarray(d["le"]), np.asarray(d["risk"])
-        windows = method_windows(len(risk), cfg)  # the select stage's FT / PT windows
-        outcomes = {m: granger_on_le(le[:n], risk[:n], cfg) for m, n in windows.items()}
+        # the select stage's FT / PT windows and outcomes (analysis.npz)
+        outcomes = stage_outcomes(out_dir, seed, le, risk, cfg, layout.n_weights)
         seed_dir = rundir.seed_dir(out_dir, seed)
         if nulls is not None and nulls.controls:
             others = [np.asarray(dense[o]["le"]) for o in seeds if o != seed]
@@ -90,7 +119,8 @@ def run_controls(
             cached = _cached(seed_dir / "null_controls.json", settings, resume)
             if cached is None:
                 recs, calib = [], []
-                for m, n in windows.items():
+                for m, g in outcomes.items():
+                    n = g.n_windows
                     r, c = nulls_mod.null_controls(
                         le[:n],
                         risk[:n],
@@ -111,14 +141,18 @@ def run_controls(
             out["null_controls"] += cached["records"]
             out["null_calibration"] += cached["calibration"]
         if sparsities:
-            settings = {"sparsities": [float(s) for s in sparsities]}
-            cached = _cached(seed_dir / "curves.json", settings, resume)
+            cached = _cached(seed_dir / "curves.json", curve_settings, resume)
             if cached is None:
                 init = load_params(d, like, "init")
                 masks = curves_mod.curve_masks({"granger": outcomes}, params, sparsities, cfg, seed)
-                cached = curves_mod.retrain_curves(data, cfg, init, masks, seed)
-                _write(seed_dir / "curves.json", settings, cached)
-            out["curves"] += cached
+                pending.append((data, init, masks, seed))
+            curves[seed] = cached
+    if pending:
+        # the curve masks of every seed not cached: one population (chunked by the budget)
+        for seed, recs in curves_mod.retrain_curves_seeds(pending, cfg).items():
+            _write(rundir.seed_dir(out_dir, seed) / "curves.json", curve_settings, recs)
+            curves[seed] = recs
+    out["curves"] = [r for seed in seeds if curves.get(seed) for r in curves[seed]]
     if out["curves"]:
         out["curve_comparisons"] = curves_mod.auc_comparisons(out["curves"])
     return out

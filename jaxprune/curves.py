@@ -12,9 +12,10 @@ sparsity ``s`` and each analysed layer ``i`` with ``n_i`` analysed weights, ever
 * ``magnitude_global``: smallest ``|w|`` over all analysed layers, the same total count;
 * ``random``: uniformly random, the same per-layer counts (seeded).
 
-All masks of a seed retrain together from that seed's initial weights in one
-`jaxprune.population.PopulationTrainer` program (masks are data: no recompile per mask), with
-the run's threshold and epoch budget. The area under each curve (trapezoid over sparsity,
+All masks of all seeds retrain together in one `jaxprune.population.PopulationTrainer`
+program (`retrain_curves_seeds`; masks, seeds and data splits are data: no recompile per mask
+or seed), each member from its seed's initial weights on its seed's split, with the run's
+threshold and epoch budget. The area under each curve (trapezoid over sparsity,
 divided by the sparsity range: the mean accuracy over the range) is compared per seed with a
 paired test (`jaxprune.analysis.paired_test`).
 """
@@ -103,22 +104,55 @@ def curve_masks(analysis: dict, params, sparsities: Sequence[float], cfg, seed: 
     return out
 
 
+# Memory budget of a curve population when the config sets none: every member of every seed
+# carries its own data split on the device (mnist5k: ~19 MB a member), so a many-seed study is
+# chunked (`jaxprune.population.PopulationTrainer.chunk_size`) instead of allocating all at once.
+DEFAULT_BUDGET_BYTES = 2**30
+
+
+def _budget(cfg) -> float:
+    mb = getattr(cfg, "memory_budget_mb", None)
+    return DEFAULT_BUDGET_BYTES if mb is None else mb * 2**20
+
+
 def retrain_curves(dataset, cfg, init_params, masks: list, seed: int) -> list[dict]:
     """Retrain every ``(method, sparsity, mask)`` of one seed together; one record each with
     `RECORD_KEYS` plus the achieved ``actual_sparsity`` and the member's ``seconds``."""
+    return retrain_curves_seeds([(dataset, init_params, masks, seed)], cfg)[int(seed)]
+
+
+def retrain_curves_seeds(items: Sequence[tuple], cfg) -> dict[int, list[dict]]:
+    """The curve masks of SEVERAL seeds retrained as ONE population (one compiled program,
+    chunked by the config's memory budget, else `DEFAULT_BUDGET_BYTES`).
+
+    items: ``[(dataset, init_params, [(method, sparsity, mask)], seed)]``, one per seed: each
+    member trains on its seed's data split from its seed's initial weights with its seed's batch
+    order (per-member data, `jaxprune.population.retrain_population`), exactly as
+    `retrain_curves` of that seed alone, up to float32 rounding (vmapped matmuls on XLA:CPU
+    depend on the member count at ~1e-8). Returns ``{seed: records}`` (`retrain_curves`'
+    records; ``seconds`` is the population's wall time over its member count).
+    """
     from jaxprune.population import retrain_population
 
-    if not masks:
-        return []
+    items = [it for it in items if it[2]]
+    if not items:
+        return {}
+    members = [(i, m) for i, it in enumerate(items) for m in it[2]]
+    seeds = [int(items[i][3]) for i, _ in members]
+    inits = [items[i][1] for i, _ in members]
+    masks = [m for _, (_, _, m) in members]
+    # one shared split when every seed has the same (one object); else each member its seed's
+    same = all(it[0] is items[0][0] for it in items)
+    data = items[0][0] if same else [items[i][0] for i, _ in members]
     t0 = time.perf_counter()
-    recs, _ = retrain_population(dataset, cfg, init_params, [m for _, _, m in masks], seeds=[int(seed)] * len(masks))
+    recs, _ = retrain_population(data, cfg, inits, masks, seeds=seeds, memory_budget_bytes=_budget(cfg))
     seconds = time.perf_counter() - t0
-    out = []
-    for (method, s, _), r in zip(masks, recs):
-        out.append(
+    out = {int(it[3]): [] for it in items}
+    for (i, (method, s, _)), r in zip(members, recs):
+        out[int(items[i][3])].append(
             {
                 "method": method,
-                "seed": int(seed),
+                "seed": int(items[i][3]),
                 "sparsity": float(s),
                 "test_accuracy": r["test_accuracy"],
                 "macro_f1": r["macro_f1"],
@@ -126,7 +160,7 @@ def retrain_curves(dataset, cfg, init_params, masks: list, seed: int) -> list[di
                 "epochs_to_threshold": r["epochs_to_threshold"],
                 "actual_sparsity": r["sparsity"],
                 "epochs": r["epochs"],
-                "seconds": seconds / len(masks),
+                "seconds": seconds / len(members),
             }
         )
     return out

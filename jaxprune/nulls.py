@@ -18,9 +18,10 @@ Each draw yields a null fraction per layer. The empirical p-value of the real ma
 least as causal as the real series (small p = the real series is more causal than the null).
 
 Cost: nulls run on a seeded sample of at most ``max_per_layer`` weights per layer (the real
-fraction uses every weight), every draw of every layer in ONE Granger call per draw (the jitted,
-chunked kernel; no Python loop over weights). Surrogates are generated for all sampled
-weights at once with ``jnp.fft``.
+fraction uses every weight). The draws of a control are generated together (shuffles in one
+vectorised op, IAAFT of all draws in one jitted call) and Granger-tested stacked along the weight
+axis, one call of the jitted, chunked kernel per `BATCH_BYTES` of series (`_draw_outcomes`); the
+records equal those of one call per draw exactly (same RNG streams, same per-weight statistics).
 
 The calibration record is the rejection rate of the chosen test at each lag, and of the
 min-over-lags rule, under the shuffle null: for an exact test every lag rejects ~alpha, and
@@ -93,9 +94,13 @@ def _iaaft_jit(x, start, iterations):
     amp = jnp.abs(jnp.fft.rfft(x, axis=0))
     n = x.shape[0]
 
+    cols = jnp.arange(x.shape[1])[None, :]
+
     def rank_order(s):  # values of x in the rank order of s: exact value distribution
-        ranks = jnp.argsort(jnp.argsort(s, axis=0), axis=0)
-        return jnp.take_along_axis(sorted_vals, ranks, axis=0)
+        # the k-th smallest value goes where s has its k-th smallest: one sort and a scatter
+        # (the same permutation as gathering by argsort(argsort(s)), at half the sorting)
+        order = jnp.argsort(s, axis=0)
+        return jnp.zeros_like(s).at[order, cols].set(sorted_vals)
 
     def body(_, s):
         spec = jnp.fft.rfft(s, axis=0)
@@ -191,8 +196,6 @@ def null_controls(
     p_value, plus draws / null_fraction_sd / null_fractions / n_sampled), and the calibration
     dict (when `calibration`: per-lag rejection rates under the shuffle null) or None.
     """
-    from jaxprune import select as select_stage
-
     groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1]) for i in range(layout.n_layers)]
     analysed = prune.analysed_weights(layout, cfg.selection.layers)
     groups_all = [g[analysed[g]] for g in groups_all]
@@ -211,22 +214,15 @@ def null_controls(
             draws = [_prepare(o[: le.shape[0], idx], cfg.selection.nan_fill) for o in other_le]
             if not draws:
                 continue  # needs >= 2 seeds
+            rng = None
         else:
             rng = np.random.default_rng([seed, CONTROLS.index(control), 0xC0DE, 0 if mask == "legcnet_ft" else 1])
             draws = None
         fractions, lag_reject, min_reject, n_tested = [], 0.0, 0.0, 0
         k = len(draws) if draws is not None else ncfg.draws
         t0 = time.perf_counter()
-        for j in range(k):
-            if draws is not None:
-                x = draws[j]
-            elif control == "shuffle":
-                x = shuffle_series(x_real, rng)
-            else:
-                x = _surrogates(x_real, rng, ncfg.iaaft_iterations)
-            # every sampled weight in one kernel call, on this process's devices
-            out = select_stage.granger_on_le(x, risk, cfg, local=True)
-            nc_n, tb_n = noncausal_flags(out, cfg)
+        for out in _draw_outcomes(control, x_real, risk, cfg, ncfg, rng, k, draws):
+            nc_n, tb_n = noncausal_flags(out, cfg)  # per draw: a correction's family is one draw
             fractions.append(_fractions(nc_n, tb_n, local))
             if calibration and control == "shuffle":
                 ok = out.status == 0
@@ -268,6 +264,101 @@ def null_controls(
                 "n_series": n_tested,
             }
     return records, calib
+
+
+# ------------------------------------------------------------------------------ batching
+# Host bytes of stacked null series per Granger / IAAFT call (the kernel chunks its own device
+# memory; this bounds the stacked inputs and outputs: ~3x this in all). mnist5k: 5 draws of
+# 5,896 weights x 248 windows a call. On a 2-core CPU the kernel is compute-bound at that size, so
+# larger stacks save little CPU and cost host memory (256 MiB: ~3 GB resident).
+BATCH_BYTES = 64 * 2**20
+
+
+def _kernel_chunk() -> int:
+    """The Granger kernel's default chunk size (weights per compiled chunk)."""
+    import inspect
+
+    from jaxprune import granger as granger_mod
+
+    return int(inspect.signature(granger_mod.granger_tests).parameters["chunk_size"].default)
+
+
+def _draws_per_call(n: int, w: int) -> int:
+    """Draws of ``(n, w)`` float64 series stacked into one kernel call (>= 1)."""
+    return max(1, int(BATCH_BYTES // max(1, n * w * 8)))
+
+
+def _shuffle_draws(x: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
+    """`k` successive `shuffle_series` draws of ``x`` ``(n, w)`` in one vectorised op ->
+    ``(k, n, w)``; the same numbers as `k` calls (one ``rng.random((k, n, w))`` consumes the
+    stream in the order of `k` calls of ``rng.random((n, w))``)."""
+    order = np.argsort(rng.random((k,) + x.shape), axis=1)
+    return np.take_along_axis(np.broadcast_to(x, (k,) + x.shape), order, axis=1)
+
+
+def _surrogate_draws(x: np.ndarray, rng: np.random.Generator, k: int, iterations: int) -> np.ndarray:
+    """`k` successive `_surrogates` draws of ``x`` ``(n, w)`` -> ``(k, n, w)``: the start
+    shuffles in one op (same stream as `k` calls), then IAAFT of all draws in one jitted call,
+    the draws stacked along the column axis (columns are independent: same values as one call
+    per draw)."""
+    n, w = x.shape
+    out = np.full((k, n, w), np.nan)
+    ok = ~np.all(np.isnan(x), axis=0)
+    if not ok.any():
+        return out
+    xo = np.ascontiguousarray(x[:, ok])
+    starts = _shuffle_draws(xo, rng, k)  # (k, n, w_ok)
+    w_ok = xo.shape[1]
+    with jax.enable_x64(True):
+        for a in range(0, k, _draws_per_call(n, w_ok)):
+            b = min(k, a + _draws_per_call(n, w_ok))
+            cols = np.concatenate(list(starts[a:b]), axis=1)  # (n, (b - a) * w_ok), draw-major
+            res = np.asarray(_iaaft_jit(jnp.asarray(np.tile(xo, (1, b - a))), jnp.asarray(cols), int(iterations)))
+            out[a:b, :, ok] = res.reshape(n, b - a, w_ok).transpose(1, 0, 2)
+    return out
+
+
+def _slice_outcome(out, sl: slice):
+    """The weights `sl` of a `GrangerOutcome` (one draw of a stacked call)."""
+    return dataclasses.replace(
+        out,
+        pmin=out.pmin[sl],
+        lag_pvalues=out.lag_pvalues[sl],
+        status=out.status[sl],
+        min_statistic=None if out.min_statistic is None else out.min_statistic[sl],
+    )
+
+
+def _draw_outcomes(control, x_real, risk, cfg, ncfg, rng, k, draws):
+    """The `GrangerOutcome` of each of the `k` draws of `control`, in draw order.
+
+    Draws are generated and tested in stacks along the weight axis (`BATCH_BYTES` per call):
+    one Granger call (and one IAAFT call) per stack instead of per draw. Each weight's statistics
+    depend only on its own series and on the kernel's chunk size, which stacking keeps when a
+    draw has at least one chunk of weights: then the outcomes equal one call per draw exactly.
+    Smaller draws (fewer weights than a chunk, where the single call would use a smaller chunk)
+    are tested one call per draw, as before.
+    """
+    from jaxprune import select as select_stage
+
+    n, w = x_real.shape
+    gen = _draws_per_call(n, w)  # draws generated (shuffled / IAAFT) per op
+    per_call = gen if w >= _kernel_chunk() else 1  # draws per Granger call
+    for a in range(0, k, gen):
+        b = min(k, a + gen)
+        if draws is not None:
+            xs = np.stack(draws[a:b])
+        elif control == "shuffle":
+            xs = _shuffle_draws(x_real, rng, b - a)
+        else:
+            xs = _surrogate_draws(x_real, rng, b - a, ncfg.iaaft_iterations)
+        for c in range(0, b - a, per_call):
+            part = xs[c : c + per_call]
+            # every sampled weight of the stacked draws in one kernel call, on this process's devices
+            stacked = np.concatenate(list(part), axis=1)  # (n, len(part) * w), draw-major
+            out = select_stage.granger_on_le(stacked, risk, cfg, local=True)
+            for j in range(len(part)):
+                yield _slice_outcome(out, slice(j * w, (j + 1) * w))
 
 
 def _surrogates(x: np.ndarray, rng, iterations: int) -> np.ndarray:

@@ -21,7 +21,9 @@ Memory per member (`PopulationTrainer.member_bytes`): params and optimizer state
 epoch's output and the frozen members' copy), gradients and updates, one batch of inputs and
 activations forward and backward, the epoch's batch order and per-step metrics, and the
 per-epoch accuracy passes over the train and test splits (``n * sum(widths[1:])`` activations):
-for mnist5k's 784-50-30-10 float32 ~3.1 MB (XLA measures 2.3 MB). The data splits are shared.
+for mnist5k's 784-50-30-10 float32 ~3.1 MB (XLA measures 2.3 MB). The data splits are shared,
+or per member (``(D, n, features)`` with a member -> split index, vmapped with the members:
+each member its own seed's split; then each member's split counts in its bytes, ~16 MB more).
 A population larger than a memory budget is cut into equal chunks (the last one padded with
 copies of a member whose results are dropped), so every chunk runs the same compiled program.
 
@@ -123,7 +125,12 @@ class PopulationTrainer:
     Args:
       config: the `TrainConfig` (net, optimizer, batch size, epochs; its ``seed`` is ignored:
         every member has its own).
-      x_train, y_train: ``(n, features)`` float32 and ``(n,)`` int labels; x_test, y_test optional.
+      x_train, y_train: ``(n, features)`` float32 and ``(n,)`` int labels shared by every member;
+        or per-member data: ``(D, n, features)`` and ``(D, n)``, data set ``data_index[i]`` for
+        member ``i`` (each member its own split, e.g. the split of its seed). x_test, y_test
+        optional, shaped likewise (``(m, features)`` / ``(m,)`` or ``(D, m, features)`` / ``(D, m)``).
+      data_index: with per-member data, ``(P,)`` ints in ``0 .. D-1``: the data set of each
+        member of every `fit` (which then takes exactly ``P`` members); default ``arange(D)``.
       n_classes, binary_output: as for `jaxprune.train.Trainer`.
       tx: the inner optax optimizer (default `make_optimizer(config)`); every member trains it
         through `jaxprune.prune.masked` with its own mask (the mask lives in the optimizer
@@ -142,16 +149,45 @@ class PopulationTrainer:
         binary_output: bool = False,
         tx: optax.GradientTransformation | None = None,
         devices: Sequence[jax.Device] | None = None,
+        data_index: Sequence[int] | None = None,
     ):
         x_train = np.asarray(x_train)
         y_train = np.asarray(y_train)
-        if x_train.ndim != 2 or y_train.shape != (x_train.shape[0],) or x_train.shape[0] < 1:
-            raise ValueError(f"x_train must be (n>=1, features) and y_train (n,); got {x_train.shape}, {y_train.shape}")
+        # per-member data: a leading data-set axis (D, n, features)
+        self.per_member_data = x_train.ndim == 3
+        lead = x_train.shape[:1] if self.per_member_data else ()
+        if (
+            x_train.ndim not in (2, 3)
+            or y_train.shape != x_train.shape[:-1]
+            or x_train.shape[-2] < 1
+            or (self.per_member_data and x_train.shape[0] < 1)
+        ):
+            raise ValueError(
+                "x_train must be (n>=1, features) with y_train (n,), or per member (D, n, features) with "
+                f"y_train (D, n); got {x_train.shape}, {y_train.shape}"
+            )
         if (x_test is None) != (y_test is None):
             raise ValueError("give both x_test and y_test, or neither")
+        if x_test is not None:
+            x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+            if x_test.shape[: len(lead)] != lead or x_test.ndim != x_train.ndim or y_test.shape != x_test.shape[:-1]:
+                raise ValueError(
+                    f"x_test / y_test {x_test.shape} / {y_test.shape} do not match x_train {x_train.shape}"
+                )
+        if data_index is not None and not self.per_member_data:
+            raise ValueError("data_index needs per-member data: x_train of shape (D, n, features)")
+        if self.per_member_data:
+            idx = np.arange(x_train.shape[0]) if data_index is None else np.asarray(data_index)
+            if idx.ndim != 1 or idx.size < 1 or not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"data_index must be a non-empty 1-D list of ints, got {data_index!r}")
+            if idx.min() < 0 or idx.max() >= x_train.shape[0]:
+                raise ValueError(f"data_index must lie in [0, {x_train.shape[0] - 1}], got {idx.min()}..{idx.max()}")
+            self.data_index = idx
+        else:
+            self.data_index = None
         self.config = config
         n_out = 1 if (binary_output and n_classes == 2) else n_classes
-        self.widths = (x_train.shape[1], *config.hidden, n_out)
+        self.widths = (x_train.shape[-1], *config.hidden, n_out)
         self.apply, self._template = models.init_mlp(
             self.widths, activation=config.activation, init=config.init, seed=0
         )
@@ -159,12 +195,14 @@ class PopulationTrainer:
         # Its update reads the mask from each member's state (prune.MaskedState), never this one.
         all_true = jax.tree.map(lambda a: np.ones(np.shape(a), bool), self._template)
         self.tx = prune.masked(self.inner_tx, all_true)
-        self.x_train = jnp.asarray(x_train, jnp.float32)
-        self.y_train = jnp.asarray(y_train, jnp.int32)
         self.has_test = x_test is not None
-        self.x_test = jnp.asarray(x_test, jnp.float32) if self.has_test else None
-        self.y_test = jnp.asarray(y_test, jnp.int32) if self.has_test else None
-        self.n_train = int(x_train.shape[0])
+        # per-member data stays on the host; each chunk puts its members' sets on the device
+        to = np.asarray if self.per_member_data else jnp.asarray
+        self.x_train = to(x_train, np.float32)
+        self.y_train = to(y_train, np.int32)
+        self.x_test = to(x_test, np.float32) if self.has_test else None
+        self.y_test = to(y_test, np.int32) if self.has_test else None
+        self.n_train = int(x_train.shape[-2])
         self.steps_per_epoch = steps_per_epoch(self.n_train, config.batch_size)
         self.trace_count = 0  # times the epoch function was traced (a new program)
         self.compile_count = 0
@@ -172,6 +210,7 @@ class PopulationTrainer:
         self.mesh = None
         if devices is not None and len(devices) > 1:
             self.mesh = Mesh(np.array(list(devices)), (MEMBER_AXIS,))
+        if self.mesh is not None and not self.per_member_data:
             rep = NamedSharding(self.mesh, PartitionSpec())
             self.x_train, self.y_train = jax.device_put((self.x_train, self.y_train), rep)
             if self.has_test:
@@ -239,13 +278,18 @@ class PopulationTrainer:
         units = sum(self.widths[1:])
         batch = B * (self.widths[0] * 4 + 4) + 3 * B * units * b  # inputs + fwd/bwd activations
         order = S * B * 8 + self.n_train * 4 + S * 8  # batch indices, weights, perm, loss, acc
-        n_eval = self.n_train + (int(self.x_test.shape[0]) if self.has_test else 0)
+        n_eval = self.n_train + (int(self.x_test.shape[-2]) if self.has_test else 0)
         evaluation = n_eval * units * b
+        # per-member data: each member's splits (float32 inputs, int32 labels)
+        own_data = n_eval * (self.widths[0] * 4 + 4) if self.per_member_data else 0
         # 2x state: the new state and the kept copy (frozen members); grads + updates: 2 params
-        return int(2 * state + 2 * n_params * b + batch + order + evaluation)
+        return int(2 * state + 2 * n_params * b + batch + order + evaluation + own_data)
 
     def shared_bytes(self) -> int:
-        """Device bytes shared by all members: the data splits."""
+        """Device bytes shared by all members: the data splits (0 with per-member data, counted
+        in `member_bytes`)."""
+        if self.per_member_data:
+            return 0
         n = _tree_bytes([self.x_train, self.y_train])
         if self.has_test:
             n += _tree_bytes([self.x_test, self.y_test])
@@ -285,13 +329,14 @@ class PopulationTrainer:
         """One epoch of every member: ``(P, ...)`` state, ``(P,)`` seeds and active flags ->
         new state (unchanged where not active), loss / batch accuracy ``(P, S)``, train and test
         accuracy ``(P,)`` after the epoch. `data`: (x_train, y_train, x_test, y_test), shared by
-        all members (arguments, not constants folded into the program)."""
+        all members, or per member with a leading ``P`` (vmapped with the members); arguments,
+        not constants folded into the program."""
         self.trace_count += 1  # a Python side effect: runs only when JAX traces a new program
         cfg = self.config
         step_fn = make_step(self.apply, self.tx, cfg.loss)
-        x_train, y_train, x_test, y_test = data
 
-        def member(p, o, seed, act):
+        def member(p, o, seed, act, data):
+            x_train, y_train, x_test, y_test = data
             idx, wts = batch_order(seed, epoch, self.n_train, cfg.batch_size)
 
             def body(carry, batch):
@@ -307,14 +352,22 @@ class PopulationTrainer:
             test_acc = accuracy(self.apply, p_new, x_test, y_test) if self.has_test else jnp.zeros((), train_acc.dtype)
             return p_new, o_new, losses, accs, train_acc, test_acc
 
-        return jax.vmap(member)(params, opt_state, seeds, active)
+        if self.per_member_data:
+            return jax.vmap(member)(params, opt_state, seeds, active, data)
+        return jax.vmap(lambda p, o, s, a: member(p, o, s, a, data))(params, opt_state, seeds, active)
 
-    def _data(self):
-        return (self.x_train, self.y_train, self.x_test, self.y_test)
+    def _data(self, members=None):
+        """The epoch's data argument: the shared splits, or (per-member data) the splits of
+        `members` (indices into `data_index`) stacked ``(C, ...)`` on the device(s)."""
+        if not self.per_member_data:
+            return (self.x_train, self.y_train, self.x_test, self.y_test)
+        d = self.data_index[np.asarray(members)]
+        take = lambda a: None if a is None else jnp.asarray(a[d])
+        return self._shard(tuple(take(a) for a in (self.x_train, self.y_train, self.x_test, self.y_test)))
 
-    def _epoch_fn(self, params, opt_state, seeds, active, epoch):
+    def _epoch_fn(self, params, opt_state, seeds, active, epoch, data):
         """The compiled epoch for these shapes (compiled once per shape/dtype signature)."""
-        args = (params, opt_state, seeds, active, epoch, self._data())
+        args = (params, opt_state, seeds, active, epoch, data)
         key = (jax.tree.structure(args), tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)))
         fn = self._compiled.get(key, (None, None))[1]
         compile_s = 0.0
@@ -326,7 +379,10 @@ class PopulationTrainer:
             if self.mesh is not None:  # members split over devices, data and epoch replicated
                 mem = NamedSharding(self.mesh, PartitionSpec(MEMBER_AXIS))
                 rep = NamedSharding(self.mesh, PartitionSpec())
-                kw = {"in_shardings": (mem, mem, mem, mem, rep, rep), "out_shardings": mem}
+                kw = {
+                    "in_shardings": (mem, mem, mem, mem, rep, mem if self.per_member_data else rep),
+                    "out_shardings": mem,
+                }
             fn = jax.jit(self._epoch_impl, donate_argnums=donate, **kw).lower(*args).compile()
             self._compiled[key] = (int(np.shape(seeds)[0]), fn)
             self.compile_count += 1
@@ -364,6 +420,8 @@ class PopulationTrainer:
         if seeds.min() < 0 or seeds.max() > np.iinfo(np.int32).max:
             raise ValueError("seeds must lie in [0, 2**31 - 1]")
         n = int(seeds.size)
+        if self.per_member_data and n != self.data_index.size:
+            raise ValueError(f"the per-member data is for {self.data_index.size} members; fit got {n} seeds")
         epochs = self.config.epochs if epochs is None else int(epochs)
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -389,7 +447,13 @@ class PopulationTrainer:
             # chunk has the same shape and runs the same compiled program
             padded = np.concatenate([members, np.full(chunk_size - len(members), members[-1])])
             part, cs = self._fit_chunk(
-                seeds[padded], _take(init, padded), _take(masks, padded), len(members), epochs, target_train_accuracy
+                seeds[padded],
+                _take(init, padded),
+                _take(masks, padded),
+                len(members),
+                epochs,
+                target_train_accuracy,
+                self._data(padded),
             )
             compile_s += cs
             parts.append(part)
@@ -419,8 +483,10 @@ class PopulationTrainer:
             n_chunks=n_chunks,
         )
 
-    def _fit_chunk(self, seeds, init, masks, n_real, epochs, target):
-        """Train one chunk (``C`` members, the first `n_real` real) -> host results of those."""
+    def _fit_chunk(self, seeds, init, masks, n_real, epochs, target, data=None):
+        """Train one chunk (``C`` members, the first `n_real` real; `data`: the epoch's data
+        argument, `_data`) -> host results of those."""
+        data = self._data() if data is None else data
         C = len(seeds)
         params, opt_state = self._shard(self.initial_state(init, masks))
         seeds_d = self._shard(jnp.asarray(seeds, jnp.int32))
@@ -434,11 +500,9 @@ class PopulationTrainer:
         epoch = 0
         while epoch < epochs and active.any():
             active_d = self._shard(jnp.asarray(active))
-            fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch))
+            fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch), data)
             compile_s += cs
-            params, opt_state, losses, _, tr, te = fn(
-                params, opt_state, seeds_d, active_d, jnp.int32(epoch), self._data()
-            )
+            params, opt_state, losses, _, tr, te = fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch), data)
             tr, te, losses = np.asarray(tr), np.asarray(te), np.asarray(losses)
             for i in np.flatnonzero(active):
                 # float(np.mean(...)) of the float32 per-step losses: as Trainer.fit's history
@@ -472,7 +536,10 @@ def retrain_population(
 ) -> tuple[list[dict], PopulationResult]:
     """`jaxprune.pipeline.retrain` for many (init params, mask, seed) members at once.
 
-    dataset: a `jaxprune.data.Dataset`; cfg: a `jaxprune.pipeline.LegcnetConfig` (its ``train``
+    dataset: a `jaxprune.data.Dataset` shared by all members, or a list of P datasets, one per
+    member (each member trains and is evaluated on its own split; the same object given for
+    several members is stored once on the host; the splits must share their shapes);
+    cfg: a `jaxprune.pipeline.LegcnetConfig` (its ``train``
     config, ``target_accuracy`` and ``retrain_epochs``). init_params / masks: lists of P pytrees
     (or stacked / one for all); seeds: ``(P,)`` ints. Returns one record per member with
     `retrain`'s keys (test metrics, sparsity, FLOPs, epochs, steps, threshold; ``seconds`` is the
@@ -481,14 +548,39 @@ def retrain_population(
     # lazy: pipeline may import this module
     from jaxprune.pipeline import evaluate_record
 
-    trainer = PopulationTrainer(
-        cfg.train,
-        dataset.x_train,
-        dataset.y_train,
-        n_classes=dataset.n_classes,
-        x_test=dataset.x_test,
-        y_test=dataset.y_test,
-    )
+    if isinstance(dataset, (list, tuple)):
+        if len(dataset) != len(np.atleast_1d(seeds)):
+            raise ValueError(f"{len(dataset)} datasets given for {len(np.atleast_1d(seeds))} members")
+        unique, data_index = [], []
+        for ds in dataset:
+            hit = next((j for j, u in enumerate(unique) if u is ds), None)
+            if hit is None:
+                unique.append(ds)
+                hit = len(unique) - 1
+            data_index.append(hit)
+        shapes = {(u.x_train.shape, u.x_test.shape, u.n_classes) for u in unique}
+        if len(shapes) != 1:
+            raise ValueError(f"per-member datasets must share split shapes and classes, got {sorted(shapes)}")
+        per_member = list(dataset)
+        trainer = PopulationTrainer(
+            cfg.train,
+            np.stack([u.x_train for u in unique]),
+            np.stack([u.y_train for u in unique]),
+            n_classes=unique[0].n_classes,
+            x_test=np.stack([u.x_test for u in unique]),
+            y_test=np.stack([u.y_test for u in unique]),
+            data_index=data_index,
+        )
+    else:
+        per_member = None
+        trainer = PopulationTrainer(
+            cfg.train,
+            dataset.x_train,
+            dataset.y_train,
+            n_classes=dataset.n_classes,
+            x_test=dataset.x_test,
+            y_test=dataset.y_test,
+        )
     res = trainer.fit(
         seeds,
         init_params=init_params,
@@ -501,7 +593,8 @@ def retrain_population(
     records = []
     for i in range(res.n_members):
         mask = _take(stacked_masks, i)
-        record = evaluate_record(trainer, res.member_params(i), mask, dataset)
+        ds = dataset if per_member is None else per_member[i]
+        record = evaluate_record(trainer, res.member_params(i), mask, ds)
         reached = bool(res.reached[i])
         record.update(
             train_accuracy=float(res.train_accuracy[i]),

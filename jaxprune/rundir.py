@@ -589,14 +589,19 @@ def discard_checkpoints(path) -> None:
 
 def analysis_arrays(analysis, *, maxlag: bool = True) -> dict:
     """``analysis.npz``'s arrays of a `jaxprune.select.Analysis`: ``mask_<name>`` flat keep
-    arrays ``(n_weights,)`` of every mask, ``pmin_<method>`` / ``status_<method>``
-    ``(n_weights,)`` and (with `maxlag`) ``maxlag_<method>`` of each Granger outcome."""
+    arrays ``(n_weights,)`` of every mask, ``pmin_<method>`` / ``status_<method>`` /
+    ``minstat_<method>`` ``(n_weights,)``, ``lagp_<method>`` ``(n_weights, maxlag_used)`` and
+    (with `maxlag`) ``maxlag_<method>`` of each Granger outcome."""
     from jaxprune.prune import flat_keep
 
     arrays = {f"mask_{name}": flat_keep(mask) for name, mask in analysis.masks.items()}
     for name, g in analysis.granger.items():
         arrays[f"pmin_{name}"] = g.pmin
         arrays[f"status_{name}"] = g.status
+        # the rest of the outcome, so that the controls stage reuses it instead of re-testing
+        arrays[f"lagp_{name}"] = g.lag_pvalues
+        if g.min_statistic is not None:
+            arrays[f"minstat_{name}"] = g.min_statistic
         if maxlag:
             arrays[f"maxlag_{name}"] = np.int64(g.maxlag_used)
     return arrays

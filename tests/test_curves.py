@@ -188,3 +188,32 @@ def test_cli_rejects_bad_flags_with_exit_2(tmp_path):
         )
         assert proc.returncode == 2, (flags, proc.stderr)
         assert proc.stderr.strip().splitlines()[-1].startswith(("jaxprune", "usage")) or "error" in proc.stderr
+
+
+@pytest.mark.timeout(240)
+def test_curves_of_several_seeds_in_one_population_equal_each_seed_alone():
+    """Every seed's curve masks in ONE population (each member on its seed's split, from its
+    seed's init) give the records of retraining that seed's masks alone."""
+    import jax
+
+    from jaxprune.pipeline import _init_params
+
+    cfg = TINY.replace(max_retrain_epochs=8)
+    items = []
+    for seed in (0, 1):
+        ds = load_dataset("iris", seed=seed)
+        init = jax.tree.map(lambda a: np.asarray(a, np.float64), _init_params(ds, cfg, seed)[1])
+        masks = [
+            (m, s, prune.random_mask(init, s, seed=10 * seed + k))
+            for k, (m, s) in enumerate([("random", 0.3), ("magnitude", 0.6), ("causal_ft", 0.6)])
+        ]
+        items.append((ds, init, masks, seed))
+    together = curves.retrain_curves_seeds(items, cfg)
+    assert list(together) == [0, 1]
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "seconds"} for r in recs]
+    for ds, init, masks, seed in items:
+        alone = curves.retrain_curves(ds, cfg, init, masks, seed)
+        assert strip(together[seed]) == strip(alone)
+        assert [r["seed"] for r in together[seed]] == [seed] * 3
+    # the two splits differ, so the seeds' records are not each other's
+    assert strip(together[0]) != [{**r, "seed": 0} for r in strip(together[1])]

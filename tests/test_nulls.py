@@ -1,5 +1,6 @@
 """Null controls: planted causes are told apart from the nulls, pure noise is not; IAAFT keeps
-the value distribution exactly and the spectrum approximately; one kernel call per draw."""
+the value distribution exactly and the spectrum approximately; draws batched into few kernel
+calls with records identical to the per-draw loop; the select stage's outcomes reused."""
 
 import numpy as np
 import pytest
@@ -184,3 +185,179 @@ def test_config_and_flag_errors():
         nulls.NullConfig(draws=0)
     with pytest.raises(ValueError, match="unknown"):
         nulls.NullConfig(controls=("x",))
+
+
+# ---------------------------------------------------------------- batched draws == one call each
+def _reference_null_controls(le, risk, cfg, layout, ncfg, *, seed, mask, real_outcome, other_le=(), calibration=False):
+    """The per-draw loop before the draws were batched (one Granger / IAAFT call per draw), kept
+    as the reference the batched implementation must reproduce exactly."""
+    groups_all = [np.arange(layout.offsets[i], layout.offsets[i + 1]) for i in range(layout.n_layers)]
+    analysed = nulls.prune.analysed_weights(layout, cfg.selection.layers)
+    groups_all = [g[analysed[g]] for g in groups_all]
+    nc, tb = nulls.noncausal_flags(real_outcome, cfg)
+    real = nulls._fractions(nc, tb, groups_all)
+    samples = nulls.sample_weights(layout, cfg.selection.layers, ncfg.max_per_layer, seed)
+    idx = np.concatenate(samples)
+    bounds = np.cumsum([0] + [s.size for s in samples])
+    local = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(samples))]
+    x_real = nulls._prepare(le[:, idx], cfg.selection.nan_fill)
+    records, calib = [], None
+    for control in ncfg.controls:
+        if control == "crossseed":
+            draws = [nulls._prepare(o[: le.shape[0], idx], cfg.selection.nan_fill) for o in other_le]
+            if not draws:
+                continue
+        else:
+            rng = np.random.default_rng([seed, nulls.CONTROLS.index(control), 0xC0DE, 0 if mask == "legcnet_ft" else 1])
+            draws = None
+        fractions, lag_reject, min_reject, n_tested = [], 0.0, 0.0, 0
+        k = len(draws) if draws is not None else ncfg.draws
+        for j in range(k):
+            if draws is not None:
+                x = draws[j]
+            elif control == "shuffle":
+                x = nulls.shuffle_series(x_real, rng)
+            else:
+                x = nulls._surrogates(x_real, rng, ncfg.iaaft_iterations)
+            out = select_stage.granger_on_le(x, risk, cfg, local=True)
+            nc_n, tb_n = nulls.noncausal_flags(out, cfg)
+            fractions.append(nulls._fractions(nc_n, tb_n, local))
+            if calibration and control == "shuffle":
+                ok = out.status == 0
+                with np.errstate(invalid="ignore"):
+                    lag_reject = lag_reject + np.sum(out.lag_pvalues[ok] < cfg.selection.alpha, axis=0)
+                    min_reject += float(np.sum(out.pmin[ok] < cfg.selection.alpha))
+                n_tested += int(ok.sum())
+        fractions = np.asarray(fractions)
+        for i in range(layout.n_layers):
+            if not groups_all[i].size:
+                continue
+            f = fractions[:, i]
+            p = (1 + int(np.sum(f <= real[i]))) / (k + 1) if np.isfinite(real[i]) else None
+            records.append(
+                {
+                    "seed": int(seed),
+                    "mask": mask,
+                    "layer": i,
+                    "control": control,
+                    "real_fraction": nulls._num(real[i]),
+                    "null_fraction": nulls._num(np.nanmean(f)),
+                    "p_value": p,
+                    "draws": int(k),
+                    "null_fraction_sd": nulls._num(np.nanstd(f)),
+                    "null_fractions": [nulls._num(v) for v in f],
+                    "n_sampled": int(samples[i].size),
+                }
+            )
+        if calibration and control == "shuffle" and n_tested:
+            calib = {
+                "seed": int(seed),
+                "mask": mask,
+                "test": cfg.granger.test,
+                "alpha": cfg.selection.alpha,
+                "lag_rejection": [float(v) / n_tested for v in np.atleast_1d(lag_reject)],
+                "min_p_rejection": min_reject / n_tested,
+                "n_series": n_tested,
+            }
+    return records, calib
+
+
+@pytest.mark.parametrize("widths", [(4, 6, 3), (20, 12, 3)], ids=["below-one-chunk", "stacked"])
+@pytest.mark.parametrize("batch_draws", [2, 50], ids=["several-stacks", "one-stack"])
+def test_batched_draws_equal_the_per_draw_loop(widths, batch_draws, monkeypatch):
+    # (20, 12, 3): 250 + 36 = 286 sampled weights >= one kernel chunk (256): draws are stacked
+    # along the weight axis; (4, 6, 3): 42 weights, Granger per draw, IAAFT / shuffles stacked.
+    n = 60
+    _, params = init_mlp(widths, seed=0)
+    layout = kernel_layout(params)
+    rng = np.random.default_rng(11)
+    common = rng.standard_normal(n)
+    le = 0.5 * rng.standard_normal((n, layout.n_weights)) + common[:, None]
+    le[:, 3] = np.nan  # one weight that never moved: untestable in every draw
+    le[5:9, 7] = np.nan  # NaN windows: filled as the real test does
+    risk = np.r_[0.0, 0.7 * common[:-1]] + 0.3 * rng.standard_normal(n)
+    other = [le + 0.3 * rng.standard_normal(le.shape) for _ in range(2)]
+    ncfg = nulls.NullConfig(draws=5, max_per_layer=250, iaaft_iterations=3)
+    real = granger_on_le(le, risk, CFG)
+    kw = dict(seed=3, mask="legcnet_ft", real_outcome=real, other_le=other, calibration=True)
+    want = _reference_null_controls(le, risk, CFG, layout, ncfg, **kw)
+    monkeypatch.setattr(nulls, "BATCH_BYTES", batch_draws * n * (layout.n_weights) * 8)
+    calls = []
+    real_granger = select_stage.granger_on_le
+    monkeypatch.setattr(
+        select_stage, "granger_on_le", lambda x, *a, **k: calls.append(x.shape) or real_granger(x, *a, **k)
+    )
+    recs, calib = nulls.null_controls(le, risk, CFG, layout, ncfg, **kw)
+    w = sum(r["n_sampled"] for r in recs if r["control"] == "shuffle")
+    per_call = min(batch_draws, 5) if w >= 256 else 1
+    # shuffle and surrogate: 5 draws each; crossseed: 2
+    assert len(calls) == 2 * -(-5 // per_call) + -(-2 // per_call)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in recs] == want[0]
+    assert calib == want[1]
+    assert {r["control"] for r in recs} == {"shuffle", "surrogate", "crossseed"}
+
+
+def test_stacked_draw_generation_is_the_per_draw_stream():
+    x = np.random.default_rng(0).standard_normal((30, 7))
+    x[:, 2] = np.nan
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    np.testing.assert_array_equal(
+        nulls._shuffle_draws(x, a, 3), np.stack([nulls.shuffle_series(x, b) for _ in range(3)])
+    )
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(
+        nulls._surrogate_draws(x, a, 3, 4), np.stack([nulls._surrogates(x, b, 4) for _ in range(3)])
+    )
+
+
+def test_controls_reuse_the_select_stage_outcomes(tmp_path, monkeypatch):
+    from jaxprune import controls, rundir
+
+    le, risk = _planted(4)
+    cfg = CFG.replace(pt_windows=40)
+    analysis = select_stage.analyze(le, risk, PARAMS, cfg, seed=0)
+    path = rundir.seed_dir(tmp_path, 0) / "analysis.npz"
+    path.parent.mkdir(parents=True)
+    rundir.save_analysis(path, analysis)
+
+    def same(got):
+        assert set(got) == set(analysis.granger) == {"legcnet_ft", "legcnet_pt"}
+        for m, want in analysis.granger.items():
+            assert (got[m].maxlag_used, got[m].n_windows) == (want.maxlag_used, want.n_windows)
+            for f in ("pmin", "lag_pvalues", "status", "min_statistic"):
+                np.testing.assert_array_equal(getattr(got[m], f), getattr(want, f))
+
+    calls = []
+    real_granger = select_stage.granger_on_le
+    monkeypatch.setattr(select_stage, "granger_on_le", lambda *a, **k: calls.append(1) or real_granger(*a, **k))
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    assert not calls  # read from analysis.npz, not re-tested
+    # an analysis.npz without the per-lag p-values (older runs), or none: recomputed, the same
+    arrays = rundir.load_analysis(tmp_path, 0)
+    np.savez(path, **{k: v for k, v in arrays.items() if not k.startswith("lagp_")})
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    path.unlink()
+    same(controls.stage_outcomes(tmp_path, 0, le, risk, cfg, LAYOUT.n_weights))
+    assert len(calls) == 4
+
+
+def test_iaaft_rank_order_by_scatter_equals_double_argsort():
+    """The IAAFT rank step (one argsort and a scatter) gives the permutation of the double-argsort
+    gather it replaced, ties included: the surrogates are unchanged."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 9))
+    x[:, :3] = np.round(x[:, :3])  # ties in the values
+    start = np.round(rng.standard_normal((40, 9)), 1)  # and in the start
+    with jax.enable_x64(True):
+        sorted_vals = jnp.sort(x, axis=0)
+        got = np.asarray(nulls._iaaft_jit(jnp.asarray(x), jnp.asarray(start), 1))
+        # one iteration: the spectrum imposed on the start, then the rank step (the old way)
+        amp = jnp.abs(jnp.fft.rfft(x, axis=0))
+        spec = jnp.fft.rfft(start, axis=0)
+        s = jnp.fft.irfft(amp * spec / jnp.where(jnp.abs(spec) > 0, jnp.abs(spec), 1.0), n=40, axis=0)
+        ranks = jnp.argsort(jnp.argsort(s, axis=0), axis=0)
+        want = np.asarray(jnp.take_along_axis(sorted_vals, ranks, axis=0))
+    np.testing.assert_array_equal(got, want)

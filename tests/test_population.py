@@ -216,3 +216,43 @@ def test_member_axis_sharded_over_four_devices_equals_one_device(four_devices):
     assert MEMBER_AXIS in r["spec"]
     assert r["moved"] > 1e-3  # it trained
     assert r["diff"] < 1e-12 and r["acc_equal"], r
+
+
+@pytest.mark.timeout(240)
+def test_per_member_data_equals_each_member_on_its_own_split(setup):
+    """Members with their own data split (vmapped with the members) equal the member trained
+    alone on that split; members sharing a split equal the shared-data population."""
+    ds, cfg, inits, masks, trainer, free = setup
+    ds2 = data.load_dataset("digits", seed=1)
+    assert not np.array_equal(ds.x_train, ds2.x_train)
+    records, res = retrain_population([ds, ds2, ds], cfg, inits, masks, SEEDS)
+    for i in (0, 2):  # on ds, as in the shared-data population
+        assert _max_diff(res.member_params(i), free.member_params(i)) < 1e-12
+        np.testing.assert_array_equal(res.history["train_accuracy"][i], free.history["train_accuracy"][i])
+    record, params, hist = pipeline.retrain(ds2, cfg, inits[1], masks[1], seed=SEEDS[1])
+    assert _max_diff(params, res.member_params(1)) < 1e-12
+    assert res.member_history(1)["train_accuracy"] == hist["train_accuracy"]
+    for k in record:  # evaluated on its own test split
+        if k != "seconds":
+            assert records[1][k] == pytest.approx(record[k], abs=1e-9), k
+    # two distinct splits stored once each; the budget counts each member's data
+    tr = PopulationTrainer(
+        TCFG,
+        np.stack([ds.x_train, ds2.x_train]),
+        np.stack([ds.y_train, ds2.y_train]),
+        n_classes=ds.n_classes,
+        x_test=np.stack([ds.x_test, ds2.x_test]),
+        y_test=np.stack([ds.y_test, ds2.y_test]),
+        data_index=[0, 1, 0],
+    )
+    assert tr.shared_bytes() == 0
+    assert tr.member_bytes() >= trainer.member_bytes() + ds.x_train.nbytes // 2 + ds.x_test.nbytes // 2
+    chunked = tr.fit(SEEDS, init_params=inits, masks=masks, chunk_size=2)  # last chunk padded
+    assert (chunked.chunk_size, chunked.n_chunks) == (2, 2) and tr.compile_count == 1
+    assert _max_diff(chunked.params, res.params) < 1e-12
+    with pytest.raises(ValueError, match="for 3 members"):
+        tr.fit([1, 2], epochs=1)
+    with pytest.raises(ValueError, match="data_index must lie"):
+        PopulationTrainer(TCFG, tr.x_train, tr.y_train, n_classes=ds.n_classes, data_index=[0, 2])
+    with pytest.raises(ValueError, match="2 datasets given for 3 members"):
+        retrain_population([ds, ds2], cfg, inits, masks, SEEDS)
