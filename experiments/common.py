@@ -101,12 +101,14 @@ def controls_from_args(args, config: dict):
     """(nulls, sparsities) for `run_study` from the flags and the study's CONFIG
     (``sparsities`` / ``quick_sparsities``, ``null_draws``). Bad values: SystemExit(2)."""
     from jaxprune.curves import parse_sparsities
-    from jaxprune.nulls import NullConfig, parse_controls
+    from jaxprune.nulls import QUICK_MAX_PER_LAYER, NullConfig, parse_controls
 
     try:
         controls = parse_controls(args.null) if args.null is not None else NullConfig().controls
         draws = args.null_draws if args.null_draws is not None else config.get("null_draws", 19)
-        nulls = NullConfig(controls=controls, draws=draws) if controls else None
+        # quick studies sample fewer weights per layer for the nulls, as `jaxprune run --quick`
+        per_layer = QUICK_MAX_PER_LAYER if args.quick else NullConfig().max_per_layer
+        nulls = NullConfig(controls=controls, draws=draws, max_per_layer=per_layer) if controls else None
         if args.sparsities is not None:
             sparsities = parse_sparsities(args.sparsities)
         else:

@@ -277,12 +277,15 @@ def _sparsities(text: str) -> tuple[float, ...]:
 
 def _null_config(args):
     """The NullConfig of the run flags (None = no null controls)."""
-    from jaxprune.nulls import NullConfig
+    from jaxprune.nulls import QUICK_MAX_PER_LAYER, NullConfig
 
     controls = NullConfig().controls if args.null is None else args.null
     if not controls:
         return None
-    changes = {"draws": args.null_draws, "max_per_layer": args.null_max_per_layer}
+    max_per_layer = args.null_max_per_layer
+    if max_per_layer is None and getattr(args, "quick", False):
+        max_per_layer = QUICK_MAX_PER_LAYER  # quick runs sample fewer weights for the nulls
+    changes = {"draws": args.null_draws, "max_per_layer": max_per_layer}
     return NullConfig(controls=controls, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -466,7 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument(
-        "--quick", action="store_true", help="a short run (minutes on a 2-core CPU): fewer epochs, fast LE mode"
+        "--quick",
+        action="store_true",
+        help="a short run (minutes on a 2-core CPU): fast LE mode, FT baselines only, null controls on 1,024 "
+        "sampled weights per layer (mnist: also fewer epochs)",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue a killed run in --out (refused unless run.json matches)"
@@ -497,7 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="draws per null control (default 19; crossseed: one per other seed)",
     )
     p.add_argument(
-        "--null-max-per-layer", type=int, default=None, help="sampled weights per layer for the nulls (default 4096)"
+        "--null-max-per-layer",
+        type=int,
+        default=None,
+        help="sampled weights per layer for the nulls (default 4096; --quick: 1024)",
     )
     p.add_argument(
         "--sparsities",
