@@ -198,3 +198,17 @@ def test_quick_run_end_to_end_without_x64(tmp_path):
     assert dense["le"].dtype == np.float32 and dense["le"].shape[0] == 6
     assert np.isfinite(dense["le"]).any()
     assert (out / "report.md").read_text().count("| legcnet_ft |") >= 1
+
+
+def test_quick_runs_sample_fewer_weights_for_the_nulls():
+    """`run --quick` takes QUICK_MAX_PER_LAYER sampled weights per layer for the null controls; a
+    full run the default, and an explicit --null-max-per-layer wins in both."""
+    from jaxprune import cli
+    from jaxprune.nulls import QUICK_MAX_PER_LAYER, NullConfig
+
+    parse = cli.build_parser().parse_args
+    base = ["run", "--dataset", "iris", "--out", "x"]
+    assert cli._null_config(parse(base + ["--quick"])).max_per_layer == QUICK_MAX_PER_LAYER
+    assert cli._null_config(parse(base)).max_per_layer == NullConfig().max_per_layer
+    assert cli._null_config(parse(base + ["--quick", "--null-max-per-layer", "77"])).max_per_layer == 77
+    assert cli._null_config(parse(base + ["--quick", "--null", "none"])) is None
