@@ -119,8 +119,8 @@ def _cmd_datasets(args) -> int:
 
 
 def _enable_x64_for(le_mode: str) -> None:
-    """The CLI's one global x64 switch (`jaxprune train --le-mode parity`: the in-epoch LE is
-    float64); the library scopes its own (`jaxprune.pipeline.x64_scope`)."""
+    """The CLI's one global x64 switch (`jaxprune train --le-mode parity`: the LE of each
+    completed window is float64); the library scopes its own (`jaxprune.pipeline.x64_scope`)."""
     if le_mode == "parity":  # TISEAN parity is float64
         import jax
 

@@ -199,7 +199,7 @@ def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None)
     out += [
         "",
         "The LE estimate is the dense stage minus the per-epoch time of the dense "
-        "retraining run times the epochs; the kernel runs inside the jitted epoch.",
+        "retraining run times the epochs; the kernel runs on each window right after the epoch that completed it.",
         "",
     ]
     dense_rows = [

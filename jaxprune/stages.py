@@ -44,7 +44,7 @@ def _leaves(arrays: Mapping[str, Any], prefix: str) -> tuple[np.ndarray, ...]:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DenseRun:
-    """The dense stage of one seed: training with the Lyapunov kernel inside the epoch.
+    """The dense stage of one seed: training with the Lyapunov kernel on every window as it completes.
 
     le: ``(n_windows, n_weights)`` float LE per window and weight (NaN: no estimate);
     le_status: ``(n_windows, n_weights)`` int8 `jaxprune.lyapunov.Status`;
