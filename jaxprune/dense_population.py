@@ -296,13 +296,13 @@ class DensePopulationTrainer:
         opt_state = jax.vmap(self.tx.init)(params)
         seeds_d = jnp.asarray(seeds, jnp.int32)
         total = window_count(epochs * S, window, stride)
-        le = slope_dtype = None
+        le = None
         status = np.zeros((C, total, nw), np.int8)
         risk = np.zeros((C, total), np.float64)
         ends = np.zeros(total, np.int64)
         sample = [np.zeros((total, window, len(s)), np.float32) for s in samples]
         hist = {k: np.zeros((C, epochs)) for k in ("loss", "train_accuracy", "epoch_seconds")}
-        tail = np.zeros((C, 0, nw), np.float32)  # the last trajectory rows before this epoch
+        tail = np.zeros((0, C, nw), np.float32)  # the last trajectory rows before this epoch
         k = 0
         train_acc = test_acc = np.full(C, np.nan)
         t_start = time.perf_counter()
@@ -312,18 +312,23 @@ class DensePopulationTrainer:
             params, opt_state, traj, loss, _, acc, tr, te = fn(
                 params, opt_state, seeds_d, jnp.int32(epoch), jnp.int32(step0), x_tr, y_tr, x_te, y_te
             )
-            rows = np.concatenate([tail, np.swapaxes(np.asarray(traj), 0, 1)], axis=1)  # (C, r, nw)
-            base = step0 - tail.shape[1]  # global index of rows[:, 0] (w[i] is after step i + 1)
+            # step-major rows (S, C, nw): a window's (window, C * nw) side-by-side layout is a
+            # reshape of its rows, no transpose
+            traj = np.asarray(traj)
+            base = step0 - len(tail)  # global index of tail[0] (w[i] is the weights after step i + 1)
             acc = np.asarray(acc)
             while k < total and stride * k + window <= step0 + S:
                 end = stride * k + window
                 lo = end - window - base
-                wins = rows[:, lo : lo + window]  # (C, window, nw), oldest step first
-                slope, st = le_fn(np.ascontiguousarray(np.swapaxes(wins, 0, 1)).reshape(window, C * nw))
+                if lo >= len(tail):
+                    wins = traj[lo - len(tail) : lo - len(tail) + window]
+                else:
+                    wins = np.concatenate([tail[lo:], traj[: window - (len(tail) - lo)]])
+                # (window, C, nw), oldest step first
+                slope, st = le_fn(np.ascontiguousarray(wins).reshape(window, C * nw))
                 slope = np.asarray(slope).reshape(C, nw)
                 if le is None:
-                    slope_dtype = slope.dtype
-                    le = np.zeros((C, total, nw), slope_dtype)
+                    le = np.zeros((C, total, nw), slope.dtype)
                 le[:, k] = slope
                 status[:, k] = np.asarray(st).reshape(C, nw)
                 a = acc[end - step0 - 1]
@@ -331,13 +336,12 @@ class DensePopulationTrainer:
                 for i in range(C):
                     risk[i, k] = 1.0 - float(a[i])  # as RecordedWindow.risk: 1 - float32 accuracy
                     if samples[i].size:
-                        sample[i][k] = wins[i][:, samples[i]]
+                        sample[i][k] = wins[:, i, samples[i]]
                 if on_window is not None:
                     for i in range(n_real):
                         on_window(i, k, le[i, k], risk[i, k], end)
                 k += 1
-            keep = min(window, rows.shape[1])
-            tail = rows[:, rows.shape[1] - keep :]
+            tail = np.concatenate([tail, traj])[-window:] if S < window else traj[S - window :]
             loss = np.asarray(loss)
             train_acc, test_acc = np.asarray(tr), np.asarray(te)
             dt = time.perf_counter() - t0

@@ -124,14 +124,17 @@ def test_resume_after_kill_gives_identical_masks_and_metrics(finished_run, tmp_p
 
 
 def test_same_seed_same_masks(finished_run, tmp_path):
+    """A seed fixes its masks given the run's seed list (the dense nets of all seeds train as one
+    population, whose float32 rounding depends on its member count: docs/population.md)."""
     out, _ = finished_run
-    again = run(_iris, CFG.replace(baselines_for=()), [0], tmp_path)
-    a = np.load(out / "seed_0" / "analysis.npz")
-    b = np.load(tmp_path / "seed_0" / "analysis.npz")
-    for key in ("mask_legcnet_ft", "mask_legcnet_pt", "pmin_legcnet_ft"):
-        np.testing.assert_array_equal(a[key], b[key])
-    for key in ("mask_legcnet_ft", "mask_legcnet_pt"):  # non-trivial masks: equality means something
-        assert 0 < a[key].sum() < a[key].size, key
+    again = run(_iris, CFG.replace(baselines_for=()), [0, 1], tmp_path)
+    for seed in (0, 1):
+        a = np.load(out / f"seed_{seed}" / "analysis.npz")
+        b = np.load(tmp_path / f"seed_{seed}" / "analysis.npz")
+        for key in ("mask_legcnet_ft", "mask_legcnet_pt", "pmin_legcnet_ft"):
+            np.testing.assert_array_equal(a[key], b[key])
+        for key in ("mask_legcnet_ft", "mask_legcnet_pt"):  # non-trivial masks: equality means something
+            assert 0 < a[key].sum() < a[key].size, key
     assert {r["method"] for r in again["runs"]} == {"dense", "legcnet_ft", "legcnet_pt"}
 
 
