@@ -3,26 +3,33 @@ sparse retraining of LEGCNet-FT / -PT and of random / magnitude baselines at the
 
 The only module that knows every stage (docs/architecture.md, docs/method.md). Each stage is a
 function from arrays and a config to a frozen result; `run_seed` / `run` / `analyze_train_dir`
-orchestrate them and hand every file to `jaxprune.rundir`. Per seed (which fixes the data
-split, the initial weights and the batch order, hence the masks):
+orchestrate them and hand every file to `jaxprune.rundir`. `run` is stage-major (per seed, the
+seed fixes the data split, the initial weights and the batch order, hence the masks):
 
-1. dense (`fit_dense` -> `jaxprune.stages.DenseRun`): train the dense net for
-   ``train.epochs``; every completed window of the weight trajectory goes through the Lyapunov
-   kernel inside the jitted epoch (`le_window_fn`), so only the per-window exponents
-   ``(n_windows, n_weights)`` and the risk series are kept. A small random sample of weights
-   also keeps its raw windows, for `jaxprune verify`.
-2. select (`jaxprune.select.analyze` -> `jaxprune.select.Analysis`): per weight, Granger test
-   (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
+1. dense, ALL seeds as one population (`dense_population_stage` ->
+   `jaxprune.dense_population`, one `jaxprune.stages.DenseRun` per seed in seed_K/dense.npz):
+   the dense nets train for ``train.epochs`` in one vmapped epoch; every completed window of the
+   weight trajectory goes through the Lyapunov kernel on the host, the members side by side, so
+   only the per-window exponents ``(n_windows, n_weights)`` and the risk series are kept. A small
+   random sample of weights also keeps its raw windows, for `jaxprune verify`. (`fit_dense` /
+   `train_dense`: the same stage for one seed through a single `Trainer`, for other callers.)
+2. select, per seed (`jaxprune.select.analyze` -> `jaxprune.select.Analysis`): per weight,
+   Granger test (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
    LEGCNet-PT the first ``pt_windows`` (decided during training, as soon as that window
    completes); random / magnitude baselines at their sparsity.
-3. retrain (`retrain_mask` -> `jaxprune.stages.Retrained`): from the same initial weights,
-   each mask (and an all-True mask for ``dense``) trains through `jaxprune.prune.masked` until
-   the training accuracy reaches ``target_accuracy`` or ``max_retrain_epochs`` pass; then test
-   metrics.
+3. retrain, per seed all its masks as one population (`retrain_seed_population` ->
+   `jaxprune.population.retrain_population`): from the same initial weights, each mask (and an
+   all-True mask for ``dense``) trains masked until the training accuracy reaches
+   ``target_accuracy`` or ``max_retrain_epochs`` pass; then test metrics. (`retrain_mask`: one
+   mask through a single `Trainer`.)
 
-Every stage checkpoints (orbax for training, ``.npz`` / ``.json`` for finished stages), so a
-killed run resumes to identical masks and metrics. Parity mode (float64 Lyapunov) runs inside a
-scoped ``jax.enable_x64`` block: the global flag is left as the caller set it.
+A seed's results depend on the run's seed list at float32 rounding level (the population's
+member count changes how XLA rounds vmapped matmuls; docs/population.md).
+
+Finished stages are files (``.npz`` / ``.json``); a population that was killed trains again
+from scratch (the same population, so a resumed run ends with identical masks and metrics).
+Parity mode (float64 Lyapunov) runs inside a scoped ``jax.enable_x64`` block: the global flag
+is left as the caller set it.
 """
 
 from __future__ import annotations
