@@ -352,3 +352,23 @@ def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, 
     for x, y in zip(a["kernels"], b["kernels"], strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a["train_accuracy_history"], b["train_accuracy_history"])
+
+
+def test_stage_major_run_writes_every_seed_file_and_population_timings(finished_run):
+    """The stage-major run (dense population of both seeds, one retraining population per seed)
+    writes the files of the one-by-one pipeline, and timings.json records the populations."""
+    out, results = finished_run
+    names = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")
+    for seed in (0, 1):
+        d = out / f"seed_{seed}"
+        for f in ("dense.npz", "analysis.npz", "timings.json"):
+            assert (d / f).is_file(), f
+        for n in names:
+            assert (d / f"retrain_{n}.json").is_file() and rundir.retrained_path(out, seed, n).is_file(), n
+        t = json.loads((d / "timings.json").read_text())
+        n_masks = sum(1 for r in results["runs"] if r["seed"] == seed)  # with the PT baselines: 7
+        assert t["dense_population_members"] == 2 and t["retrain_population_members"] == n_masks >= len(names)
+        assert t["train_and_le"] == pytest.approx(t["dense_population_seconds"] / 2)
+        assert t["retrain"] <= t["retrain_population_seconds"]
+    for s in results["per_seed"]:  # the PT decision is made per member during training
+        assert s["pt_decided_during_training"]["step"] > 0
