@@ -3,26 +3,33 @@ sparse retraining of LEGCNet-FT / -PT and of random / magnitude baselines at the
 
 The only module that knows every stage (docs/architecture.md, docs/method.md). Each stage is a
 function from arrays and a config to a frozen result; `run_seed` / `run` / `analyze_train_dir`
-orchestrate them and hand every file to `jaxprune.rundir`. Per seed (which fixes the data
-split, the initial weights and the batch order, hence the masks):
+orchestrate them and hand every file to `jaxprune.rundir`. `run` is stage-major (per seed, the
+seed fixes the data split, the initial weights and the batch order, hence the masks):
 
-1. dense (`fit_dense` -> `jaxprune.stages.DenseRun`): train the dense net for
-   ``train.epochs``; every completed window of the weight trajectory goes through the Lyapunov
-   kernel right after the jitted epoch that completed it (`le_window_fn`), so only the
-   per-window exponents ``(n_windows, n_weights)`` and the risk series are kept. A small random sample of weights
-   also keeps its raw windows, for `jaxprune verify`.
-2. select (`jaxprune.select.analyze` -> `jaxprune.select.Analysis`): per weight, Granger test
-   (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
+1. dense, ALL seeds as one population (`dense_population_stage` ->
+   `jaxprune.dense_population`, one `jaxprune.stages.DenseRun` per seed in seed_K/dense.npz):
+   the dense nets train for ``train.epochs`` in one vmapped epoch; every completed window of the
+   weight trajectory goes through the Lyapunov kernel on the host, the members side by side, so
+   only the per-window exponents ``(n_windows, n_weights)`` and the risk series are kept. A small
+   random sample of weights also keeps its raw windows, for `jaxprune verify`. (`fit_dense` /
+   `train_dense`: the same stage for one seed through a single `Trainer`, for other callers.)
+2. select, per seed (`jaxprune.select.analyze` -> `jaxprune.select.Analysis`): per weight,
+   Granger test (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
    LEGCNet-PT the first ``pt_windows`` (decided during training, as soon as that window
    completes); random / magnitude baselines at their sparsity.
-3. retrain (`retrain_mask` -> `jaxprune.stages.Retrained`): from the same initial weights,
-   each mask (and an all-True mask for ``dense``) trains through `jaxprune.prune.masked` until
-   the training accuracy reaches ``target_accuracy`` or ``max_retrain_epochs`` pass; then test
-   metrics.
+3. retrain, per seed all its masks as one population (`retrain_seed_population` ->
+   `jaxprune.population.retrain_population`): from the same initial weights, each mask (and an
+   all-True mask for ``dense``) trains masked until the training accuracy reaches
+   ``target_accuracy`` or ``max_retrain_epochs`` pass; then test metrics. (`retrain_mask`: one
+   mask through a single `Trainer`.)
 
-Every stage checkpoints (orbax for training, ``.npz`` / ``.json`` for finished stages), so a
-killed run resumes to identical masks and metrics. Parity mode (float64 Lyapunov) runs inside a
-scoped ``jax.enable_x64`` block: the global flag is left as the caller set it.
+A seed's results depend on the run's seed list at float32 rounding level (the population's
+member count changes how XLA rounds vmapped matmuls; docs/population.md).
+
+Finished stages are files (``.npz`` / ``.json``); a population that was killed trains again
+from scratch (the same population, so a resumed run ends with identical masks and metrics).
+Parity mode (float64 Lyapunov) runs inside a scoped ``jax.enable_x64`` block: the global flag
+is left as the caller set it.
 """
 
 from __future__ import annotations
@@ -368,77 +375,134 @@ _reuse_dense = rundir.reuse_dense  # kept for callers of the old private name
 _save_analysis = rundir.save_analysis  # kept for callers of the old private name
 
 
-def run_seed(
+def dense_population_stage(
+    datas: Sequence,
+    cfg: LegcnetConfig,
+    seeds: Sequence[int],
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    digest: str | None = None,
+    memory_budget_bytes: float | None = None,
+) -> tuple[dict[int, DenseRun], dict[int, dict], dict]:
+    """The dense stage of all `seeds` as ONE population (`jaxprune.dense_population`), cached
+    per seed in ``seed_K/dense.npz`` with the rules of `train_dense`.
+
+    datas: per seed its data set. A seed's dense.npz is reused when it carries the seed's stage
+    digest (`dense_stage_digest`; with `digest` None: when `resume`). When any seed needs its
+    dense stage, ALL `seeds` train as one population (a member's float32 rounding depends on
+    the member count, so only the run's own population reproduces its results) and the files
+    that were not reusable are written when it has finished. No checkpoints inside it: a
+    killed population is recomputed from scratch on resume, to the identical result.
+    Returns ({seed: DenseRun}, {seed: PT decision made during training}, population info
+    ``{"seconds", "members", "chunk_size"}``, members 0 when every seed was reused).
+    """
+    from jaxprune.dense_population import fit_dense_population
+
+    dense: dict[int, DenseRun] = {}
+    need, digests = [], {}
+    for seed, data in zip(seeds, datas, strict=True):
+        seed_dir = rundir.make_seed_dir(out_dir, seed)
+        digests[seed] = None if digest is None else dense_stage_digest(cfg, data, seed)
+        out = seed_dir / "dense.npz"
+        if out.exists() and (resume or digests[seed] is not None):
+            saved = rundir.load_dense_run(out, digests[seed])
+            if saved is not None:
+                dense[seed] = saved
+                continue
+        rundir.discard_checkpoints(seed_dir / "ckpt_train")  # never continue old checkpoints
+        need.append(seed)
+    pt_decisions: dict[int, dict] = {}
+    info = {"seconds": 0.0, "members": 0, "chunk_size": 0}
+    if not need:
+        return dense, pt_decisions, info
+    pt_windows = cfg.selection.pt_windows
+    alpha = cfg.selection.alpha
+    seeds = list(seeds)
+    series: dict[int, tuple[list, list]] = {i: ([], []) for i in range(len(seeds))}
+
+    def on_window(i, k, le, risk, end_step):
+        if seeds[i] not in need:
+            return
+        les, risks = series[i]
+        les.append(np.asarray(le))
+        risks.append(risk)
+        if k + 1 == pt_windows:
+            # LEGCNet-PT is decidable now, while training goes on
+            t0 = time.perf_counter()
+            outcome = granger_on_le(np.stack(les), np.asarray(risks), cfg)
+            pt_decisions[seeds[i]] = dict(
+                step=int(end_step),
+                seconds=time.perf_counter() - t0,
+                pruned_pending=int(np.sum(np.nan_to_num(outcome.pmin, nan=0) >= alpha)),
+            )
+
+    budget = _budget_bytes(cfg) if memory_budget_bytes is None else memory_budget_bytes
+    # the population is always the run's whole seed list: the vmapped matmuls round by member
+    # count, so a seed's result depends on its population, and only the same one reproduces it
+    # (a resumed run that lost one seed's file recomputes all and rewrites only that file)
+    runs, pop = fit_dense_population(list(datas), cfg, list(seeds), on_window=on_window, memory_budget_bytes=budget)
+    info = {k: pop[k] for k in ("seconds", "members", "chunk_size")}
+    for seed, run_ in zip(seeds, runs, strict=True):
+        if seed not in need:
+            continue
+        if digests[seed] is not None:
+            run_ = dataclasses.replace(run_, run_digest=digests[seed])
+        rundir.save_dense(rundir.make_seed_dir(out_dir, seed) / "dense.npz", run_)
+        dense[seed] = run_
+    return dense, pt_decisions, info
+
+
+def retrain_seed_population(
     dataset,
     cfg: LegcnetConfig,
     seed: int,
     out_dir: Path,
+    init_params,
+    masks: dict,
     *,
     resume: bool = False,
-    progress: bool = False,
-    checkpoint_every_s: float = 30.0,
     digest: str | None = None,
-) -> dict:
-    """Dense -> select -> retraining for one seed; returns the seed's records and summaries.
+) -> tuple[list[dict], float]:
+    """The retraining of one seed's masks as ONE population (`population.retrain_population`:
+    one compiled epoch, the masks are data); writes ``retrain_<name>.json`` and
+    ``retrained_<name>.npz`` per mask.
 
-    digest: the run's fingerprint digest; the retraining records carry it and one without it
-    (another run's) is recomputed on resume. The dense stage carries `dense_stage_digest`."""
+    On resume the finished records (with this run's `digest`) are reused; when any is missing the
+    whole population retrains (the member count shapes the vmapped matmuls' rounding, so only
+    the same population reproduces the uninterrupted run) and only the missing files are written.
+    Returns (records in `masks` order, the population's wall seconds, 0 when all were reused).
+    """
+    from jaxprune.population import retrain_population
+
     seed_dir = rundir.make_seed_dir(out_dir, seed)
-    timings = rundir.read_json(seed_dir / "timings.json") or {}
-    pt_decision = {}
-    alpha = cfg.selection.alpha
-
-    def on_pt(le, risk, step):
-        t0 = time.perf_counter()
-        outcome = granger_on_le(le, risk, cfg)
-        pt_decision.update(
-            step=int(step),
-            seconds=time.perf_counter() - t0,
-            pruned_pending=int(np.sum(np.nan_to_num(outcome.pmin, nan=0) >= alpha)),
-        )
-
-    dense = train_dense(
-        dataset,
-        cfg,
-        seed,
-        seed_dir,
-        resume=resume,
-        progress=progress,
-        on_pt=on_pt,
-        checkpoint_every_s=checkpoint_every_s,
-        digest=None if digest is None else dense_stage_digest(cfg, dataset, seed),
-    )
-    timings.setdefault("train_and_le", float(dense.seconds))
-    _, params_like = _init_params(dataset, cfg, seed)
-    analysis = analyze_dense(dense, params_like, cfg, seed)
-    timings["granger_and_masks"] = float(sum(analysis.seconds.values()))
-    rundir.save_analysis(seed_dir / "analysis.npz", analysis)
-    init_params = load_params(dense, params_like, "init")
-
-    records = []
-    compiled: dict = {}  # the seed's retrainings share one compiled epoch
-    for name, mask in analysis.masks.items():
-        rec_path = seed_dir / f"retrain_{name}.json"
-        rec = rundir.read_json(rec_path) if resume else None
+    names = list(masks)
+    done: dict[str, dict] = {}
+    for name in names:
+        rec = rundir.read_json(seed_dir / f"retrain_{name}.json") if resume else None
         if rec is not None and digest is not None and rec.pop("run_digest", None) != digest:
             rec = None  # another run's record
-        if rec is None or not rundir.retrained_path(out_dir, seed, name).exists():
-            done = retrain_mask(
-                dataset,
-                cfg,
-                init_params,
-                mask,
-                seed=seed,
-                checkpoint_dir=seed_dir / f"ckpt_retrain_{name}",
-                resume=resume,
-                progress=progress,
-                desc=f"seed {seed} {name}",
-                checkpoint_every_s=checkpoint_every_s,
-                epoch_fn_cache=compiled,
-            )
-            rec = done.record
+        if rec is not None and rundir.retrained_path(out_dir, seed, name).exists():
+            done[name] = rec
+    seconds = 0.0
+    if len(done) < len(names):
+        t0 = time.perf_counter()
+        recs, res = retrain_population(
+            dataset,
+            cfg,
+            init_params,
+            [masks[n] for n in names],
+            [seed] * len(names),
+            memory_budget_bytes=_budget_bytes(cfg),
+        )
+        seconds = time.perf_counter() - t0
+        for i, name in enumerate(names):
+            if name in done:
+                continue
+            rec = recs[i]
+            history = {**res.member_history(i), "reached_target": bool(res.reached[i])}
             # the sparse net's kernels and per-epoch curves, for the spectra and the figures
-            rundir.save_retrained(out_dir, seed, name, done.params, done.history, rec)
+            rundir.save_retrained(out_dir, seed, name, res.member_params(i), history, rec)
             baseline = name.split("_")[0] in ("random", "magnitude")
             method = name.split("_")[0] if baseline else name
             rec.update(
@@ -447,14 +511,46 @@ def run_seed(
                 name=name,
                 matched_to=("legcnet_pt" if name.endswith("_pt") else "legcnet_ft") if baseline else None,
             )
-            rundir.write_json(rec_path, {**rec, "run_digest": digest} if digest else rec)
-        records.append(rec)
-    timings["retrain"] = float(sum(r["seconds"] for r in records))
-    rundir.write_json(seed_dir / "timings.json", timings)
+            rundir.write_json(seed_dir / f"retrain_{name}.json", {**rec, "run_digest": digest} if digest else rec)
+            done[name] = rec
+    return [done[n] for n in names], seconds
 
+
+def _seed_after_dense(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    out_dir: Path,
+    dense: DenseRun,
+    pt_decision: dict | None,
+    population: dict,
+    *,
+    resume: bool,
+    digest: str | None,
+) -> dict:
+    """Select and retrain stages of one seed whose dense stage is done; the seed's results."""
+    seed_dir = rundir.make_seed_dir(out_dir, seed)
+    timings = rundir.read_json(seed_dir / "timings.json") or {}
+    timings.setdefault("train_and_le", float(dense.seconds))  # the member's share
+    if population.get("members"):
+        timings["dense_population_seconds"] = float(population["seconds"])
+        timings["dense_population_members"] = int(population["members"])
+    _, params_like = _init_params(dataset, cfg, seed)
+    analysis = analyze_dense(dense, params_like, cfg, seed)
+    timings["granger_and_masks"] = float(sum(analysis.seconds.values()))
+    rundir.save_analysis(seed_dir / "analysis.npz", analysis)
+    init_params = load_params(dense, params_like, "init")
+    records, pop_seconds = retrain_seed_population(
+        dataset, cfg, seed, out_dir, init_params, dict(analysis.masks), resume=resume, digest=digest
+    )
+    timings["retrain"] = float(sum(r["seconds"] for r in records))
+    if pop_seconds:
+        timings["retrain_population_seconds"] = float(pop_seconds)
+        timings["retrain_population_members"] = len(records)
     dense_rec = next(r for r in records if r["method"] == "dense")
     dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
     timings["le_estimate"] = max(0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
+    rundir.write_json(seed_dir / "timings.json", timings)
     summaries = {m: analysis.method_summary(m) for m in ("legcnet_ft", "legcnet_pt")}
     return {
         "seed": seed,
@@ -471,6 +567,29 @@ def run_seed(
             "n_windows": dense.n_windows,
         },
     }
+
+
+def run_seed(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    checkpoint_every_s: float = 30.0,
+    digest: str | None = None,
+) -> dict:
+    """Dense -> select -> retraining for one seed; returns the seed's records and summaries.
+
+    The same code path as `run`'s stage-major pipeline with a population of one seed (dense:
+    `dense_population_stage`; retraining: `retrain_seed_population`). digest: the run's
+    fingerprint digest; the retraining records carry it and one without it (another run's) is
+    recomputed on resume. The dense stage carries `dense_stage_digest`. progress and
+    checkpoint_every_s are accepted for compatibility (the populations keep no checkpoints)."""
+    del progress, checkpoint_every_s
+    dense, pt, pop = dense_population_stage([dataset], cfg, [seed], out_dir, resume=resume, digest=digest)
+    return _seed_after_dense(dataset, cfg, seed, out_dir, dense[seed], pt.get(seed), pop, resume=resume, digest=digest)
 
 
 def _init_params(dataset, cfg: LegcnetConfig, seed: int):
@@ -597,23 +716,17 @@ def _run_seeds(
     """Every seed's stages, then the controls; the results dict of `run`."""
     from jaxprune import controls
 
-    per_seed = []
-    for seed in seeds:
-        data = dataset(seed) if callable(dataset) else dataset
-        if reuse_dense_from is not None:
+    # stage-major: the dense stage of every seed as one population, then per seed the select
+    # stage and the retraining of its masks as one population, then the controls
+    datas = [dataset(seed) if callable(dataset) else dataset for seed in seeds]
+    if reuse_dense_from is not None:
+        for seed, data in zip(seeds, datas, strict=True):
             rundir.reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
-        per_seed.append(
-            run_seed(
-                data,
-                cfg,
-                seed,
-                out_dir,
-                resume=resume,
-                progress=progress,
-                checkpoint_every_s=checkpoint_every_s,
-                digest=digest,
-            )
-        )
+    dense, pt, pop = dense_population_stage(datas, cfg, seeds, out_dir, resume=resume, digest=digest)
+    per_seed = [
+        _seed_after_dense(data, cfg, seed, out_dir, dense[seed], pt.get(seed), pop, resume=resume, digest=digest)
+        for seed, data in zip(seeds, datas, strict=True)
+    ]
     return {
         "dataset": first.name,
         "config": cfg.to_dict(),

@@ -103,20 +103,15 @@ def test_verify_finds_no_flips_in_parity_mode(finished_run):
 @pytest.mark.timeout(600)
 def test_resume_after_kill_gives_identical_masks_and_metrics(finished_run, tmp_path):
     out, results = finished_run
-    # A run killed inside the dense stage of seed 1 (after seed 0 finished): keep seed 0's stage
-    # files, drop everything of seed 1 but its dense checkpoints, and resume.
+    # A run that lost everything of seed 1 (seed 0's stage files kept) resumes: the dense
+    # population of both seeds trains again (it keeps no checkpoints; the same population gives
+    # the identical result) and seed 1's stages follow.
     part = tmp_path / "part"
     shutil.copytree(out, part)
     seed1 = part / "seed_1"
     for f in seed1.iterdir():
-        if f.name != "ckpt_train":
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
     (part / "results.json").unlink()
-    # the dense checkpoint of an interrupted run: keep only an early epoch
-    steps = sorted(int(p.name) for p in (seed1 / "ckpt_train").iterdir() if p.name.isdigit())
-    for st in steps[1:]:
-        shutil.rmtree(seed1 / "ckpt_train" / str(st))
-    assert len(steps) >= 2  # an epoch before the last one is kept
     resumed = run(_iris, CFG, [0, 1], part, resume=True, checkpoint_every_s=0.0)
     a = np.load(out / "seed_1" / "analysis.npz")
     b = np.load(part / "seed_1" / "analysis.npz")
@@ -129,14 +124,17 @@ def test_resume_after_kill_gives_identical_masks_and_metrics(finished_run, tmp_p
 
 
 def test_same_seed_same_masks(finished_run, tmp_path):
+    """A seed fixes its masks given the run's seed list (the dense nets of all seeds train as one
+    population, whose float32 rounding depends on its member count: docs/population.md)."""
     out, _ = finished_run
-    again = run(_iris, CFG.replace(baselines_for=()), [0], tmp_path)
-    a = np.load(out / "seed_0" / "analysis.npz")
-    b = np.load(tmp_path / "seed_0" / "analysis.npz")
-    for key in ("mask_legcnet_ft", "mask_legcnet_pt", "pmin_legcnet_ft"):
-        np.testing.assert_array_equal(a[key], b[key])
-    for key in ("mask_legcnet_ft", "mask_legcnet_pt"):  # non-trivial masks: equality means something
-        assert 0 < a[key].sum() < a[key].size, key
+    again = run(_iris, CFG.replace(baselines_for=()), [0, 1], tmp_path)
+    for seed in (0, 1):
+        a = np.load(out / f"seed_{seed}" / "analysis.npz")
+        b = np.load(tmp_path / f"seed_{seed}" / "analysis.npz")
+        for key in ("mask_legcnet_ft", "mask_legcnet_pt", "pmin_legcnet_ft"):
+            np.testing.assert_array_equal(a[key], b[key])
+        for key in ("mask_legcnet_ft", "mask_legcnet_pt"):  # non-trivial masks: equality means something
+            assert 0 < a[key].sum() < a[key].size, key
     assert {r["method"] for r in again["runs"]} == {"dense", "legcnet_ft", "legcnet_pt"}
 
 
@@ -327,9 +325,9 @@ def test_stationarity_rounding_and_corrections_inside_the_pipeline(finished_run)
 
 @pytest.mark.timeout(600)
 def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, tmp_path):
-    """A run killed while retraining seed 1's random baseline (its record, saved net and last
-    checkpoint gone, an earlier checkpoint kept) resumes to the same records; resuming with
-    another config is refused before anything runs."""
+    """A run killed while retraining seed 1's masks (the random baseline's record and saved net
+    gone) resumes to the same records: the seed's retraining population trains again, only the
+    missing files are written; resuming with another config is refused before anything runs."""
     out, results = finished_run
     part = tmp_path / "part"
     shutil.copytree(out, part)
@@ -337,10 +335,6 @@ def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, 
     (seed1 / "retrain_random.json").unlink()
     rundir.retrained_path(part, 1, "random").unlink()
     (part / "results.json").unlink()
-    ckpt = seed1 / "ckpt_retrain_random"
-    steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
-    assert len(steps) >= 2  # an earlier epoch's checkpoint is kept: retraining resumes from it
-    shutil.rmtree(ckpt / str(steps[-1]))
     before = {p.name: p.stat().st_mtime_ns for p in seed1.glob("retrain_*.json")}
     with pytest.raises(ValueError, match="another run: config.alpha=0.05 there, config.alpha=0.01"):
         run(_iris, CFG.replace(alpha=0.01), [0, 1], part, resume=True)
@@ -358,3 +352,23 @@ def test_resume_inside_retraining_and_refusal_of_a_changed_config(finished_run, 
     for x, y in zip(a["kernels"], b["kernels"], strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a["train_accuracy_history"], b["train_accuracy_history"])
+
+
+def test_stage_major_run_writes_every_seed_file_and_population_timings(finished_run):
+    """The stage-major run (dense population of both seeds, one retraining population per seed)
+    writes the files of the one-by-one pipeline, and timings.json records the populations."""
+    out, results = finished_run
+    names = ("dense", "legcnet_ft", "legcnet_pt", "random", "magnitude")
+    for seed in (0, 1):
+        d = out / f"seed_{seed}"
+        for f in ("dense.npz", "analysis.npz", "timings.json"):
+            assert (d / f).is_file(), f
+        for n in names:
+            assert (d / f"retrain_{n}.json").is_file() and rundir.retrained_path(out, seed, n).is_file(), n
+        t = json.loads((d / "timings.json").read_text())
+        n_masks = sum(1 for r in results["runs"] if r["seed"] == seed)  # with the PT baselines: 7
+        assert t["dense_population_members"] == 2 and t["retrain_population_members"] == n_masks >= len(names)
+        assert t["train_and_le"] == pytest.approx(t["dense_population_seconds"] / 2)
+        assert t["retrain"] <= t["retrain_population_seconds"]
+    for s in results["per_seed"]:  # the PT decision is made per member during training
+        assert s["pt_decided_during_training"]["step"] > 0
