@@ -402,12 +402,7 @@ def le_host_fn(cfg) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
         sharded = sharding.window_le_fn(
             memory_budget_bytes=budget_bytes(cfg),
             window=cfg.train.window,
-            m=ly.m,
-            d=ly.d,
-            t=ly.theiler,
-            s=ly.s,
-            r=ly.r,
-            quantize=ly.quantize,
+            params=ly.params,
             mode=ly.le_mode,
         )
     else:
