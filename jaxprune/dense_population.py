@@ -432,7 +432,8 @@ def fit_dense_population(
     datasets: per seed its `jaxprune.data.Dataset` (same shapes); cfg: a
     `jaxprune.config.LegcnetConfig`; memory_budget_bytes: default the config's memory budget.
     Returns (one `DenseRun` per seed, without digest; ``DenseRun.seconds`` is the member's share
-    of the population's wall time) and ``{"seconds", "members", "chunk_size", "traces"}``.
+    of the population's wall time) and ``{"seconds", "le_seconds", "members", "chunk_size", "traces"}``
+    (``le_seconds``: wall time of the host-side Lyapunov kernel, all windows of all members).
     """
     from jaxprune.pipeline import verify_sample_indices
     from jaxprune.select import budget_bytes
@@ -454,6 +455,15 @@ def fit_dense_population(
     samples = [verify_sample_indices(trainer.n_weights, cfg.verify_sample, s) for s in seeds]
     budget = budget_bytes(cfg) if memory_budget_bytes is None else memory_budget_bytes
     C = chunk_size if chunk_size is not None else trainer.chunk_size(len(seeds), budget)
+    kernel = le_host_fn(cfg)
+    le_seconds = [0.0]
+
+    def timed_le(win):  # the host-side kernel's wall time (it returns host arrays: synced)
+        t = time.perf_counter()
+        out = kernel(win)
+        le_seconds[0] += time.perf_counter() - t
+        return out
+
     t0 = time.perf_counter()
     runs = trainer.fit(
         seeds,
@@ -461,7 +471,7 @@ def fit_dense_population(
         np.stack([d.y_train for d in datasets]),
         np.stack([d.x_test for d in datasets]),
         np.stack([d.y_test for d in datasets]),
-        le_fn=le_host_fn(cfg),
+        le_fn=timed_le,
         sample_idx=samples,
         target_accuracy=cfg.retrain.target_accuracy,
         on_window=on_window,
@@ -469,4 +479,5 @@ def fit_dense_population(
     )
     seconds = time.perf_counter() - t0
     runs = [dataclasses.replace(r, seconds=seconds / len(seeds)) for r in runs]
-    return runs, {"seconds": seconds, "members": len(seeds), "chunk_size": int(C), "traces": trainer.traces}
+    info = {"seconds": seconds, "le_seconds": le_seconds[0], "members": len(seeds), "chunk_size": int(C)}
+    return runs, {**info, "traces": trainer.traces}

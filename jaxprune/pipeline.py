@@ -442,7 +442,7 @@ def dense_population_stage(
     # count, so a seed's result depends on its population, and only the same one reproduces it
     # (a resumed run that lost one seed's file recomputes all and rewrites only that file)
     runs, pop = fit_dense_population(list(datas), cfg, list(seeds), on_window=on_window, memory_budget_bytes=budget)
-    info = {k: pop[k] for k in ("seconds", "members", "chunk_size")}
+    info = {k: pop[k] for k in ("seconds", "le_seconds", "members", "chunk_size")}
     for seed, run_ in zip(seeds, runs, strict=True):
         if seed not in need:
             continue
@@ -547,9 +547,13 @@ def _seed_after_dense(
     if pop_seconds:
         timings["retrain_population_seconds"] = float(pop_seconds)
         timings["retrain_population_members"] = len(records)
-    dense_rec = next(r for r in records if r["method"] == "dense")
-    dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
-    timings["le_estimate"] = max(0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
+    if population.get("members") and "le_seconds" in population:
+        # measured: the member's share of the host-side Lyapunov kernel's wall time
+        timings["le_estimate"] = float(population["le_seconds"]) / int(population["members"])
+    elif "le_estimate" not in timings:  # no measurement (dense stage from elsewhere): estimate
+        dense_rec = next(r for r in records if r["method"] == "dense")
+        dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
+        timings["le_estimate"] = max(0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
     rundir.write_json(seed_dir / "timings.json", timings)
     summaries = {m: analysis.method_summary(m) for m in ("legcnet_ft", "legcnet_pt")}
     return {

@@ -198,8 +198,9 @@ def render(run: rundir.RunData | dict, run_dir=None, extras: dict | None = None)
     )
     out += [
         "",
-        "The LE estimate is the dense stage minus the per-epoch time of the dense "
-        "retraining run times the epochs; the kernel runs on each window right after the epoch that completed it.",
+        "LE: the seed's share of the Lyapunov kernel's measured time (the kernel runs on each "
+        "window, all seeds' members side by side, right after the epoch that completed it); "
+        "the dense stage and the retraining are the seed's shares of their populations.",
         "",
     ]
     dense_rows = [
