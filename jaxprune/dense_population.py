@@ -48,7 +48,16 @@ import optax
 
 from jaxprune import lyapunov, models, sharding
 from jaxprune.stages import DenseRun
-from jaxprune.train import TrainConfig, TrainingDiverged, accuracy, batch_order, diverged, make_optimizer, make_step
+from jaxprune.train import (
+    TrainConfig,
+    TrainingDiverged,
+    _progress,
+    accuracy,
+    batch_order,
+    diverged,
+    make_optimizer,
+    make_step,
+)
 from jaxprune.weights import flatten_kernels, kernel_layout
 from jaxprune.windows import n_windows as window_count
 from jaxprune.windows import steps_per_epoch
@@ -228,6 +237,7 @@ class DensePopulationTrainer:
         memory_budget_bytes: float | None = None,
         chunk_size: int | None = None,
         init_params: PyTree | None = None,
+        progress: bool = False,
     ) -> list[DenseRun]:
         """Train every member for `epochs` (default ``config.epochs``); one `DenseRun` each.
 
@@ -242,6 +252,7 @@ class DensePopulationTrainer:
           on_window(member, index, le ``(n_weights,)``, risk, end_step): after each window.
           memory_budget_bytes / chunk_size: split the population into chunks.
           init_params: stacked ``(P, ...)`` initial params instead of the seeded inits.
+          progress: a tqdm bar over each chunk's epochs.
         """
         seeds = np.asarray(seeds)
         if seeds.ndim != 1 or seeds.size < 1 or not np.issubdtype(seeds.dtype, np.integer):
@@ -280,10 +291,11 @@ class DensePopulationTrainer:
                 le_fn,
                 target_accuracy,
                 None if on_window is None else (lambda i, *a, off=int(members[0]): on_window(off + i, *a)),
+                progress,
             )
         return runs
 
-    def _fit_chunk(self, seeds, init, data, samples, n_real, epochs, le_fn, target, on_window):
+    def _fit_chunk(self, seeds, init, data, samples, n_real, epochs, le_fn, target, on_window, progress=False):
         cfg = self.config
         C, nw, window, stride = len(seeds), self.n_weights, cfg.window, cfg.stride
         S = self.steps_per_epoch
@@ -306,7 +318,10 @@ class DensePopulationTrainer:
         k = 0
         train_acc = test_acc = np.full(C, np.nan)
         t_start = time.perf_counter()
+        bar = _progress(epochs, 0, progress, f"dense + LE, {n_real} seed(s)")
         for epoch in range(epochs):
+            if bar is not None:
+                bar.update(0 if epoch == 0 else 1)
             t0 = time.perf_counter()
             step0 = epoch * S
             params, opt_state, traj, loss, _, acc, tr, te = fn(
@@ -355,6 +370,9 @@ class DensePopulationTrainer:
                     )
                 hist["train_accuracy"][i, epoch] = float(train_acc[i])
                 hist["epoch_seconds"][i, epoch] = dt
+        if bar is not None:
+            bar.update(1 if epochs else 0)
+            bar.close()
         seconds = time.perf_counter() - t_start
         if total == 0:
             raise ValueError(
@@ -426,6 +444,7 @@ def fit_dense_population(
     on_window: Callable[[int, int, np.ndarray, float, int], None] | None = None,
     memory_budget_bytes: float | None = None,
     chunk_size: int | None = None,
+    progress: bool = False,
 ) -> tuple[list[DenseRun], dict]:
     """The dense stage (`jaxprune.pipeline.fit_dense`) of every seed as one population.
 
@@ -476,6 +495,7 @@ def fit_dense_population(
         target_accuracy=cfg.retrain.target_accuracy,
         on_window=on_window,
         chunk_size=C,
+        progress=progress,
     )
     seconds = time.perf_counter() - t0
     runs = [dataclasses.replace(r, seconds=seconds / len(seeds)) for r in runs]

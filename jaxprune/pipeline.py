@@ -384,6 +384,7 @@ def dense_population_stage(
     resume: bool = False,
     digest: str | None = None,
     memory_budget_bytes: float | None = None,
+    progress: bool = False,
 ) -> tuple[dict[int, DenseRun], dict[int, dict], dict]:
     """The dense stage of all `seeds` as ONE population (`jaxprune.dense_population`), cached
     per seed in ``seed_K/dense.npz`` with the rules of `train_dense`.
@@ -441,7 +442,9 @@ def dense_population_stage(
     # the population is always the run's whole seed list: the vmapped matmuls round by member
     # count, so a seed's result depends on its population, and only the same one reproduces it
     # (a resumed run that lost one seed's file recomputes all and rewrites only that file)
-    runs, pop = fit_dense_population(list(datas), cfg, list(seeds), on_window=on_window, memory_budget_bytes=budget)
+    runs, pop = fit_dense_population(
+        list(datas), cfg, list(seeds), on_window=on_window, memory_budget_bytes=budget, progress=progress
+    )
     info = {k: pop[k] for k in ("seconds", "le_seconds", "members", "chunk_size")}
     for seed, run_ in zip(seeds, runs, strict=True):
         if seed not in need:
@@ -589,10 +592,13 @@ def run_seed(
     The same code path as `run`'s stage-major pipeline with a population of one seed (dense:
     `dense_population_stage`; retraining: `retrain_seed_population`). digest: the run's
     fingerprint digest; the retraining records carry it and one without it (another run's) is
-    recomputed on resume. The dense stage carries `dense_stage_digest`. progress and
-    checkpoint_every_s are accepted for compatibility (the populations keep no checkpoints)."""
-    del progress, checkpoint_every_s
-    dense, pt, pop = dense_population_stage([dataset], cfg, [seed], out_dir, resume=resume, digest=digest)
+    recomputed on resume. The dense stage carries `dense_stage_digest`. progress: a bar over
+    the dense epochs; checkpoint_every_s is accepted for compatibility (the populations keep no
+    checkpoints)."""
+    del checkpoint_every_s
+    dense, pt, pop = dense_population_stage(
+        [dataset], cfg, [seed], out_dir, resume=resume, digest=digest, progress=progress
+    )
     return _seed_after_dense(dataset, cfg, seed, out_dir, dense[seed], pt.get(seed), pop, resume=resume, digest=digest)
 
 
@@ -726,7 +732,7 @@ def _run_seeds(
     if reuse_dense_from is not None:
         for seed, data in zip(seeds, datas, strict=True):
             rundir.reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
-    dense, pt, pop = dense_population_stage(datas, cfg, seeds, out_dir, resume=resume, digest=digest)
+    dense, pt, pop = dense_population_stage(datas, cfg, seeds, out_dir, resume=resume, digest=digest, progress=progress)
     per_seed = [
         _seed_after_dense(data, cfg, seed, out_dir, dense[seed], pt.get(seed), pop, resume=resume, digest=digest)
         for seed, data in zip(seeds, datas, strict=True)
