@@ -188,3 +188,26 @@ def lagged_gram_bl(u, v, lags, start):
         kk = kk + jnp.pad(kk[: m - s, : m - s], [(s, 0), (s, 0)] + [(0, 0)] * (kk.ndim - 2))
         s *= 2
     return base + kk
+
+
+def cholesky_unrolled_bm(a):
+    """:func:`cholesky_bm` of all k columns, unrolled at trace time: a (k, k, *batch).
+
+    Column j only sums over the j columns already factored (static slices), so the work is the
+    triangular k^3 / 6 per matrix and there is no loop to dispatch; meant for k <~ 20.
+    Returns (l, piv) as :func:`cholesky_bm` (a pivot <= 0 replaced by 1 in ``l``).
+    """
+    k = a.shape[0]
+    cols, pivs = [], []
+    for j in range(k):
+        c = a[j:, j]  # (k - j, *batch), rows >= j
+        if j:
+            lj = jnp.stack([col[j - i] for i, col in enumerate(cols)], 0)  # l[j, :j], (j, *batch)
+            lo = jnp.stack([col[j - i :] for i, col in enumerate(cols)], 0)  # l[j:, :j] (j, k-j, ...)
+            c = c - jnp.sum(lo * lj[:, None], 0)
+        pj = c[0]
+        safe = jnp.where(pj > 0, pj, jnp.ones_like(pj))
+        cols.append(c / jnp.sqrt(safe))  # column j, rows j..k-1
+        pivs.append(pj)
+    l = jnp.stack([jnp.concatenate([jnp.zeros((j,) + a.shape[2:], a.dtype), col], 0) for j, col in enumerate(cols)], 1)
+    return l, jnp.stack(pivs, 0)

@@ -12,8 +12,10 @@ from scipy import stats
 from jaxprune.granger import (
     Status,
     _chi2_sf_int,
+    _f_sf_cf,
     _f_sf_int,
     _granger_jit,
+    _lag_groups,
     chi2_sf,
     f_sf,
     fill_nan,
@@ -211,6 +213,43 @@ def test_pvalue_special_functions_vs_scipy():
     np.testing.assert_array_equal(
         np.asarray(_f_sf_int(edge, np.array([2, 3, 4, 4]), np.array([5] * 4))), [np.nan, 1, 1, 0]
     )
+
+
+def test_odd_dfn_continued_fraction_vs_scipy():
+    # the kernel's odd-lag F p-values at the pipeline's shapes (n = 254, maxlag 14: dfd even;
+    # n = 25, maxlag 7 and n = 253: dfd odd), both sides of the symmetry switch, deep tails
+    grid = np.concatenate([[0.0, 1e-12, 1e-6], np.logspace(-3, 3.5, 90)])  # inf: _f_sf_int
+    for n in (254, 253, 25):
+        p = np.arange(1, 15 if n > 100 else 8, 2)
+        dfd = n - 3 * p - 1
+        got = np.asarray(_f_sf_cf(jnp.asarray(np.repeat(grid[:, None], len(p), 1)), p, dfd))
+        ref = stats.f.sf(grid[:, None], p[None], dfd[None])
+        m = ref > 1e-300
+        np.testing.assert_allclose(got[m], ref[m], rtol=1e-11, err_msg=f"n={n}")
+        assert np.all(got[~m] < 1e-290)
+    nan = np.asarray(_f_sf_cf(jnp.asarray([[np.nan, 1.0]]), np.array([3, 3]), np.array([40, 40])))
+    assert np.isnan(nan[0, 0]) and abs(nan[0, 1] - stats.f.sf(1.0, 3, 40)) < 1e-13
+
+
+def test_lag_groups_cover_every_lag_once():
+    for L in range(1, 30):
+        g = _lag_groups(L)
+        lags = [p for hi, lo in g for p in range(hi, lo - 1, -1)]
+        assert lags == list(range(L, 0, -1)), L  # descending, each lag once, in scan order
+        assert len(g) == min(4, L) and all(hi >= lo for hi, lo in g)
+
+
+def test_unrolled_cholesky_matches_numpy():
+    from jaxprune._linalg import cholesky_unrolled_bm
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 9, 5))
+    g = np.einsum("ikb,jkb->ijb", a, a)  # (6, 6, 5) SPD
+    l, piv = cholesky_unrolled_bm(jnp.asarray(g))
+    for i in range(5):
+        ref = np.linalg.cholesky(g[..., i])
+        np.testing.assert_allclose(np.asarray(l)[..., i], ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(piv)[0, i], g[0, 0, i], rtol=1e-14)
 
 
 def test_degenerate_cases():
