@@ -33,30 +33,3 @@ jax.config.update("jax_enable_x64", True)
 def pytest_unconfigure(config):
     if _OWN_CACHE is not None:
         shutil.rmtree(_OWN_CACHE, ignore_errors=True)
-
-
-# The longest test files first (their single-process seconds on the 2-core CPU: lyapunov ~190,
-# pipeline ~150, sharding ~90, multiprocess ~60, granger / prune ~60 each, ...): pytest-xdist's
-# `--dist loadfile` hands files to the workers in collection order, so the long ones no longer
-# start last and leave one worker running alone at the end. Order within a file is unchanged.
-_LONGEST_FILES_FIRST = (
-    "test_lyapunov.py",
-    "test_pipeline.py",
-    "test_sharding.py",
-    "test_multiprocess.py",
-    "test_granger.py",
-    "test_prune.py",
-    "test_dense_population.py",
-    "test_experiments.py",
-    "test_cli_glue.py",
-    "test_train.py",
-    "test_curves.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        name = os.path.basename(str(item.fspath))
-        return _LONGEST_FILES_FIRST.index(name) if name in _LONGEST_FILES_FIRST else len(_LONGEST_FILES_FIRST)
-
-    items.sort(key=rank)  # stable: every file keeps its own order
