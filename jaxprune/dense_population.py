@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune import lyapunov, models, sharding
+from jaxprune import models
 from jaxprune.stages import DenseRun
 from jaxprune.train import (
     TrainConfig,
@@ -411,27 +411,16 @@ class DensePopulationTrainer:
 
 def le_host_fn(cfg) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The host-side Lyapunov kernel of a `jaxprune.config.LegcnetConfig`: raw windows
-    ``(window, K)`` float32 -> (slope ``(K,)`` in the mode's dtype, status ``(K,)`` int8), through
-    `jaxprune.sharding` when the config asks for it (several devices or a memory budget)."""
-    from jaxprune.select import budget_bytes, use_sharding
+    ``(window, K)`` float32 -> (slope ``(K,)`` in the mode's dtype, status ``(K,)`` int8): the
+    pipeline's window function (`jaxprune.pipeline.le_window_fn`, through `jaxprune.sharding`
+    when the config asks for it), without a verify sample, with host outputs."""
+    from jaxprune.pipeline import le_window_fn  # lazy: pipeline imports this module
 
-    ly = cfg.lyapunov
-    if use_sharding(cfg):
-        sharded = sharding.window_le_fn(
-            memory_budget_bytes=budget_bytes(cfg),
-            window=cfg.train.window,
-            params=ly.params,
-            mode=ly.le_mode,
-        )
-    else:
-        sharded = None
+    window_fn = le_window_fn(cfg, np.zeros(0, np.int64))
 
     def fn(win):
-        if sharded is not None:
-            slope, status = sharded(jnp.asarray(win))
-        else:
-            slope, status = lyapunov.window_le(jnp.asarray(win), params=ly.params, mode=ly.le_mode)
-        return np.asarray(slope), np.asarray(status).astype(np.int8)
+        out = window_fn(jnp.asarray(win))
+        return np.asarray(out["le"]), np.asarray(out["status"])
 
     return fn
 
