@@ -24,8 +24,11 @@ level, so a seed's LE series (and a borderline Granger decision) can depend on w
 trained with: see docs/population.md.
 
 Memory: a population larger than the memory budget (`member_bytes` per member) is trained in
-equal chunks (the last padded with a copy of its last member, whose results are dropped), so
-every chunk runs the same compiled program.
+chunks of equal size (the budget's chunk lowered to ``ceil(P / n_chunks)``; the last padded
+with a copy of its last member, whose results are dropped), so every chunk runs the same
+compiled program. The host keeps the last ``ceil((window - 1) / S) + 1`` epochs' trajectory
+rows of the chunk on the device and cuts each window out of them there (no host copy of the
+trajectory); only the LE, status, risk and verify sample come back per window.
 
 Checkpoints: none inside the population. A killed dense population is recomputed from scratch
 on resume (the members' ``dense.npz`` files are written together once it has finished), which
@@ -35,6 +38,7 @@ gives the identical result, since the same members train in the same chunks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -54,7 +58,7 @@ from jaxprune.train import (
     _progress,
     accuracy,
     batch_order,
-    diverged,
+    diverged_reason,
     make_optimizer,
     make_step,
 )
@@ -77,6 +81,21 @@ def _stack(trees: Sequence[PyTree]) -> PyTree:
 
 def _take(tree: PyTree, idx) -> PyTree:
     return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+@functools.partial(jax.jit, static_argnames=("window",))
+def _window_rows(pieces: tuple, start, *, window: int) -> jax.Array:
+    """Rows ``[start, start + window)`` of the concatenated trajectory pieces (each ``(S, C,
+    n_weights)``, oldest first) as the ``(window, C * n_weights)`` side-by-side layout (a
+    reshape of step-major rows, no transpose); `start` is traced: one program per chunk."""
+    rows = jax.lax.dynamic_slice_in_dim(jnp.concatenate(pieces), start, window, axis=0)
+    return rows.reshape(window, -1)
+
+
+@jax.jit
+def _lanes(win: jax.Array, lanes: jax.Array) -> jax.Array:
+    """The verify sample's columns ``(window, n_lanes)`` of a side-by-side window."""
+    return win[:, lanes]
 
 
 class DensePopulationTrainer:
@@ -127,15 +146,19 @@ class DensePopulationTrainer:
     def member_bytes(self) -> int:
         """Estimated device bytes one member adds: params and optimizer state (twice: input and
         output of the epoch), gradients, its data split, one batch's activations forward and
-        backward, the epoch's trajectory rows ``(S, n_weights)`` float32 and the accuracy pass
-        over its training split."""
+        backward, the trajectory rows ``(S, n_weights)`` float32 of this epoch and of the last
+        ``K = ceil((window - 1) / S) + 1`` epochs, one window, and the accuracy pass over its
+        training split."""
         n_params = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(self._template_params()))
         b = 8 if jax.config.jax_enable_x64 else 4  # params may be float64 under x64
         state = n_params * b * 3  # params + (at most) two optimizer moments
         units = sum(self.widths[1:])
         data = (self.n_train + self.n_test) * (self.widths[0] + 1) * 4
         batch = self.config.batch_size * (self.widths[0] + 3 * units) * b
-        traj = self.steps_per_epoch * (self.n_weights * 4 + 16)
+        # the epoch's rows, the last K epochs' rows kept for the windows, one cut-out window
+        S, window = self.steps_per_epoch, self.config.window
+        K = -(-(window - 1) // S) + 1
+        traj = (K + 1) * S * (self.n_weights * 4 + 16) + window * self.n_weights * 4
         evaluation = (self.n_train + self.n_test) * units * b
         return int(2 * state + n_params * b + data + batch + traj + evaluation)
 
@@ -156,7 +179,8 @@ class DensePopulationTrainer:
         ``(P, n, f)``, y_train ``(P, n)`` (x_test / y_test alike or ``(P, 0, ...)``) ->
         (params, opt_state, traj ``(S, P, n_weights)`` float32, loss ``(S, P)``, batch accuracy
         ``(S, P)``, risk accuracy ``(S, P)`` float32 (meaningful at window end steps only),
-        train accuracy ``(P,)``, test accuracy ``(P,)``)."""
+        train accuracy ``(P,)``, test accuracy ``(P,)``, largest ``|w|`` of each member's params
+        ``(P,)``)."""
         self.trace_count += 1  # a Python side effect: runs only when JAX traces a new program
         cfg = self.config
         window, stride = cfg.window, cfg.stride
@@ -193,7 +217,10 @@ class DensePopulationTrainer:
         )
         train_acc = acc_all(params, x_train, y_train)
         test_acc = acc_all(params, x_test, y_test) if self.n_test else jnp.zeros(seeds.shape, train_acc.dtype)
-        return params, opt_state, traj, loss, batch_acc, acc, train_acc, test_acc
+        # per member the largest |w| of all params (the divergence check, without a host copy)
+        maxabs = [jnp.max(jnp.abs(a), axis=tuple(range(1, a.ndim))) for a in jax.tree.leaves(params) if a[0].size]
+        worst = jnp.max(jnp.stack(maxabs), axis=0) if maxabs else jnp.zeros(seeds.shape, jnp.float32)
+        return params, opt_state, traj, loss, batch_acc, acc, train_acc, test_acc, worst
 
     def epoch_fn(self) -> Callable:
         """The jitted epoch (see `_epoch_impl`); one program per (member count, dtypes)."""
@@ -245,7 +272,7 @@ class DensePopulationTrainer:
           seeds: ``(P,)`` ints: each member's init (unless `init_params`) and batch order.
           x_train, y_train: ``(P, n, f)`` float32 and ``(P, n)`` int: each member's split;
             x_test, y_test ``(P, n_test, f)`` / ``(P, n_test)`` or None.
-          le_fn: raw windows ``(window, K)`` float32 -> (slope ``(K,)``, status ``(K,)``): the
+          le_fn: raw windows ``(window, K)`` float32 (a JAX array) -> (slope ``(K,)``, status ``(K,)``): the
             Lyapunov kernel, called once per window index with the chunk's members side by side.
           sample_idx: per member, the flat weight indices whose raw windows are kept (verify).
           target_accuracy: only for ``dense_epochs_to_threshold`` (training never stops early).
@@ -276,6 +303,7 @@ class DensePopulationTrainer:
         epochs = self.config.epochs if epochs is None else int(epochs)
         C = int(chunk_size) if chunk_size is not None else self.chunk_size(P, memory_budget_bytes)
         C = max(1, min(C, P))
+        C = math.ceil(P / math.ceil(P / C))  # equal chunks: less padding computed for nothing
         runs: list[DenseRun] = []
         for c in range(math.ceil(P / C)):
             members = np.arange(c * C, min((c + 1) * C, P))
@@ -314,7 +342,14 @@ class DensePopulationTrainer:
         ends = np.zeros(total, np.int64)
         sample = [np.zeros((total, window, len(s)), np.float32) for s in samples]
         hist = {k: np.zeros((C, epochs)) for k in ("loss", "train_accuracy", "epoch_seconds")}
-        tail = np.zeros((0, C, nw), np.float32)  # the last trajectory rows before this epoch
+        # the last K epochs' trajectory rows stay on the device, oldest first: every window that
+        # ends in the current epoch lies inside them (K - 1 earlier epochs cover window - 1 rows)
+        K = -(-(window - 1) // S) + 1
+        zeros = jnp.zeros((S, C, nw), jnp.float32)
+        pieces = [zeros] * K
+        # the verify sample's lanes in the (window, C * nw) side-by-side layout
+        lanes = np.concatenate([i * nw + np.asarray(s, np.int64) for i, s in enumerate(samples)])
+        lanes_d = jnp.asarray(lanes, jnp.int32)
         k = 0
         train_acc = test_acc = np.full(C, np.nan)
         t_start = time.perf_counter()
@@ -324,23 +359,17 @@ class DensePopulationTrainer:
                 bar.update(0 if epoch == 0 else 1)
             t0 = time.perf_counter()
             step0 = epoch * S
-            params, opt_state, traj, loss, _, acc, tr, te = fn(
+            params, opt_state, traj, loss, _, acc, tr, te, worst = fn(
                 params, opt_state, seeds_d, jnp.int32(epoch), jnp.int32(step0), x_tr, y_tr, x_te, y_te
             )
-            # step-major rows (S, C, nw): a window's (window, C * nw) side-by-side layout is a
-            # reshape of its rows, no transpose
-            traj = np.asarray(traj)
-            base = step0 - len(tail)  # global index of tail[0] (w[i] is the weights after step i + 1)
+            pieces = [*pieces[1:], traj]
+            base = step0 + S - K * S  # global step index of the first row of the pieces
             acc = np.asarray(acc)
             while k < total and stride * k + window <= step0 + S:
                 end = stride * k + window
-                lo = end - window - base
-                if lo >= len(tail):
-                    wins = traj[lo - len(tail) : lo - len(tail) + window]
-                else:
-                    wins = np.concatenate([tail[lo:], traj[: window - (len(tail) - lo)]])
-                # (window, C, nw), oldest step first
-                slope, st = le_fn(np.ascontiguousarray(wins).reshape(window, C * nw))
+                # (window, C * nw), oldest step first: a member's lanes are contiguous
+                wins = _window_rows(tuple(pieces), jnp.int32(end - window - base), window=window)
+                slope, st = le_fn(wins)
                 slope = np.asarray(slope).reshape(C, nw)
                 if le is None:
                     le = np.zeros((C, total, nw), slope.dtype)
@@ -348,21 +377,25 @@ class DensePopulationTrainer:
                 status[:, k] = np.asarray(st).reshape(C, nw)
                 a = acc[end - step0 - 1]
                 ends[k] = end
+                if lanes.size:
+                    kept = np.asarray(_lanes(wins, lanes_d))
+                    o = 0
+                    for i in range(C):
+                        sample[i][k] = kept[:, o : o + samples[i].size]
+                        o += samples[i].size
                 for i in range(C):
                     risk[i, k] = 1.0 - float(a[i])  # as RecordedWindow.risk: 1 - float32 accuracy
-                    if samples[i].size:
-                        sample[i][k] = wins[:, i, samples[i]]
                 if on_window is not None:
                     for i in range(n_real):
                         on_window(i, k, le[i, k], risk[i, k], end)
                 k += 1
-            tail = np.concatenate([tail, traj])[-window:] if S < window else traj[S - window :]
             loss = np.asarray(loss)
+            worst = np.asarray(worst)
             train_acc, test_acc = np.asarray(tr), np.asarray(te)
             dt = time.perf_counter() - t0
             for i in range(n_real):
                 hist["loss"][i, epoch] = float(np.mean(loss[:, i]))
-                why = diverged(_take(params, i), hist["loss"][i, epoch])
+                why = diverged_reason(hist["loss"][i, epoch], float(worst[i]))
                 if why is not None:
                     raise TrainingDiverged(
                         f"seed {int(seeds[i])}: training diverged in epoch {epoch + 1} ({why}; optimizer "
@@ -488,5 +521,6 @@ def fit_dense_population(
     )
     seconds = time.perf_counter() - t0
     runs = [dataclasses.replace(r, seconds=seconds / len(seeds)) for r in runs]
+    C = math.ceil(len(seeds) / math.ceil(len(seeds) / max(1, min(int(C), len(seeds)))))  # as fit balances it
     info = {"seconds": seconds, "le_seconds": le_seconds[0], "members": len(seeds), "chunk_size": int(C)}
     return runs, {**info, "traces": trainer.traces}

@@ -37,6 +37,7 @@ See docs/population.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -61,6 +62,10 @@ from jaxprune.windows import steps_per_epoch
 PyTree = Any
 MEMBER_AXIS = "members"
 
+# `PopulationTrainer.compaction_size`: compact only when the dropped slots would cost at least
+# this many flops (~0.6 s on this project's 2-core CPU, about one epoch program's compilation)
+COMPACT_MIN_FLOPS = 5e10
+
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
     """List of same-structure pytrees -> one pytree with a leading member axis (host arrays)."""
@@ -74,6 +79,11 @@ def _n_members(tree: PyTree) -> int:
 
 def _take(tree: PyTree, idx) -> PyTree:
     return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
+
+
+def _gather_members(a, sel):
+    """Rows `sel` of a leaf's leading member axis (a compaction's gather)."""
+    return jnp.take(a, sel, axis=0)
 
 
 def _tree_bytes(tree: PyTree) -> int:
@@ -325,12 +335,12 @@ class PopulationTrainer:
         return out
 
     # ----------------------------------------------------------------- compiled
-    def _epoch_impl(self, params, opt_state, seeds, active, epoch, data):
+    def _epoch_impl(self, params, opt_state, seeds, active, epoch, data, eval_test=True):
         """One epoch of every member: ``(P, ...)`` state, ``(P,)`` seeds and active flags ->
         new state (unchanged where not active), loss / batch accuracy ``(P, S)``, train and test
         accuracy ``(P,)`` after the epoch. `data`: (x_train, y_train, x_test, y_test), shared by
         all members, or per member with a leading ``P`` (vmapped with the members); arguments,
-        not constants folded into the program."""
+        not constants folded into the program. eval_test=False: no per-epoch test accuracy (0)."""
         self.trace_count += 1  # a Python side effect: runs only when JAX traces a new program
         cfg = self.config
         step_fn = make_step(self.apply, self.tx, cfg.loss)
@@ -349,26 +359,36 @@ class PopulationTrainer:
             # a frozen member keeps its state: select, so that the program is the same for all
             p_new, o_new = jax.tree.map(lambda n, old: jnp.where(act, n, old), (p_new, o_new), (p, o))
             train_acc = accuracy(self.apply, p_new, x_train, y_train)
-            test_acc = accuracy(self.apply, p_new, x_test, y_test) if self.has_test else jnp.zeros((), train_acc.dtype)
+            test_acc = (
+                accuracy(self.apply, p_new, x_test, y_test)
+                if (self.has_test and eval_test)
+                else jnp.zeros((), train_acc.dtype)
+            )
             return p_new, o_new, losses, accs, train_acc, test_acc
 
         if self.per_member_data:
             return jax.vmap(member)(params, opt_state, seeds, active, data)
         return jax.vmap(lambda p, o, s, a: member(p, o, s, a, data))(params, opt_state, seeds, active)
 
-    def _data(self, members=None):
+    def _data(self, members=None, eval_test=True):
         """The epoch's data argument: the shared splits, or (per-member data) the splits of
-        `members` (indices into `data_index`) stacked ``(C, ...)`` on the device(s)."""
+        `members` (indices into `data_index`) stacked ``(C, ...)`` on the device(s); without
+        the test split when `eval_test` is False."""
+        test = (self.x_test, self.y_test) if eval_test else (None, None)
         if not self.per_member_data:
-            return (self.x_train, self.y_train, self.x_test, self.y_test)
+            return (self.x_train, self.y_train, *test)
         d = self.data_index[np.asarray(members)]
         take = lambda a: None if a is None else jnp.asarray(a[d])
-        return self._shard(tuple(take(a) for a in (self.x_train, self.y_train, self.x_test, self.y_test)))
+        return self._shard(tuple(take(a) for a in (self.x_train, self.y_train, *test)))
 
-    def _epoch_fn(self, params, opt_state, seeds, active, epoch, data):
+    def _epoch_fn(self, params, opt_state, seeds, active, epoch, data, eval_test=True):
         """The compiled epoch for these shapes (compiled once per shape/dtype signature)."""
         args = (params, opt_state, seeds, active, epoch, data)
-        key = (jax.tree.structure(args), tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)))
+        key = (
+            bool(eval_test),
+            jax.tree.structure(args),
+            tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(args)),
+        )
         fn = self._compiled.get(key, (None, None))[1]
         compile_s = 0.0
         if fn is None:
@@ -383,7 +403,8 @@ class PopulationTrainer:
                     "in_shardings": (mem, mem, mem, mem, rep, mem if self.per_member_data else rep),
                     "out_shardings": mem,
                 }
-            fn = jax.jit(self._epoch_impl, donate_argnums=donate, **kw).lower(*args).compile()
+            impl = functools.partial(self._epoch_impl, eval_test=bool(eval_test))
+            fn = jax.jit(impl, donate_argnums=donate, **kw).lower(*args).compile()
             self._compiled[key] = (int(np.shape(seeds)[0]), fn)
             self.compile_count += 1
             compile_s = time.perf_counter() - t0
@@ -400,6 +421,8 @@ class PopulationTrainer:
         target_train_accuracy: float | None = None,
         memory_budget_bytes: float | None = None,
         chunk_size: int | None = None,
+        test_history: bool = True,
+        compact: bool = True,
     ) -> PopulationResult:
         """Train every member for `epochs` (default ``config.epochs``) or until its training
         accuracy reaches `target_train_accuracy` at an epoch end (then it is frozen).
@@ -412,7 +435,17 @@ class PopulationTrainer:
           masks: per-member bool masks in the same forms (True = keep); default all True.
             Pruned positions start at 0 and stay exactly 0 (`prune.masked`).
           memory_budget_bytes: device bytes the population may use; a population that does not
-            fit is trained in chunks (`chunk_size`). chunk_size: an explicit chunk size instead.
+            fit is trained in chunks of equal size (`chunk_size`: the budget's chunk, lowered to
+            the population's size over the chunk count). chunk_size: an explicit chunk size
+            (an upper bound, balanced the same way) instead.
+          test_history: evaluate the test split after every epoch (``history["test_accuracy"]``
+            and ``test_accuracy``); False skips it (both None / absent): for callers that only
+            need the final params (e.g. accuracy-vs-sparsity curves), ~10 % less work on mnist.
+          compact: drop frozen members from the compiled population once enough work is saved
+            (`compaction_size`): the remaining members continue in a smaller program. Results
+            are deterministic (the rule depends on counts, not timings); in float32 a member
+            still trained after a compaction differs from an uncompacted run by rounding
+            (vmapped matmuls of another member count).
         """
         seeds = np.asarray(seeds)
         if seeds.ndim != 1 or seeds.size < 1 or not np.issubdtype(seeds.dtype, np.integer):
@@ -437,6 +470,10 @@ class PopulationTrainer:
         n_dev = self.n_devices
         chunk_size = -(-max(1, min(int(chunk_size), n)) // n_dev) * n_dev  # whole device groups
         n_chunks = math.ceil(n / chunk_size)
+        # equal chunks: 75 members under a 53-member budget train as 38 + 37, not 53 + 22 (+31
+        # padding members computed for nothing)
+        chunk_size = -(-math.ceil(n / n_chunks) // n_dev) * n_dev
+        eval_test = bool(test_history) and self.has_test
 
         t0 = time.perf_counter()
         compile_s = 0.0
@@ -453,7 +490,9 @@ class PopulationTrainer:
                 len(members),
                 epochs,
                 target_train_accuracy,
-                self._data(padded),
+                self._data(padded, eval_test),
+                eval_test=eval_test,
+                compact=compact,
             )
             compile_s += cs
             parts.append(part)
@@ -466,7 +505,7 @@ class PopulationTrainer:
                 for p in parts
             ]
             hist[k] = np.concatenate(padded_h)
-        if not self.has_test:
+        if not eval_test:
             hist.pop("test_accuracy")
         return PopulationResult(
             params=jax.tree.map(cat, *[p["params"] for p in parts]),
@@ -475,7 +514,7 @@ class PopulationTrainer:
             reached=cat(*[p["reached"] for p in parts]),
             epochs_to_threshold=cat(*[p["epochs_to_threshold"] for p in parts]),
             train_accuracy=cat(*[p["train_accuracy"] for p in parts]),
-            test_accuracy=cat(*[p["test_accuracy"] for p in parts]) if self.has_test else None,
+            test_accuracy=cat(*[p["test_accuracy"] for p in parts]) if eval_test else None,
             history=hist,
             compile_seconds=compile_s,
             seconds=time.perf_counter() - t0,
@@ -483,14 +522,44 @@ class PopulationTrainer:
             n_chunks=n_chunks,
         )
 
-    def _fit_chunk(self, seeds, init, masks, n_real, epochs, target, data=None):
+    def member_epoch_flops(self) -> float:
+        """Floating-point operations of one member's epoch (forward and backward passes of the
+        steps, the accuracy passes), the unit of `compaction_size`'s rule."""
+        n_params = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(self._template))
+        n_eval = self.n_train + (int(self.x_test.shape[-2]) if self.has_test else 0)
+        return float(6 * self.steps_per_epoch * self.config.batch_size * n_params + 2 * n_eval * n_params)
+
+    def compaction_size(self, n_slots: int, n_active: int, epochs_left: int) -> int:
+        """The member count to compact a population of `n_slots` with `n_active` unfrozen
+        members to, before an epoch with `epochs_left` epochs to go; `n_slots` = keep it.
+
+        Compact when at most 3/4 of the slots are active and the slots dropped would still cost
+        at least `COMPACT_MIN_FLOPS` (about one epoch program's compilation on a CPU): a new
+        member count compiles a new program once, so small nets (tabular sets) never compact.
+        Counts only, never timings: the same population compacts at the same epochs every run."""
+        n_dev = self.n_devices
+        new = -(-max(int(n_active), 1) // n_dev) * n_dev
+        if n_active > 0.75 * n_slots or new >= n_slots:
+            return n_slots
+        if (n_slots - new) * epochs_left * self.member_epoch_flops() < COMPACT_MIN_FLOPS:
+            return n_slots
+        return new
+
+    def _fit_chunk(self, seeds, init, masks, n_real, epochs, target, data=None, *, eval_test=True, compact=False):
         """Train one chunk (``C`` members, the first `n_real` real; `data`: the epoch's data
-        argument, `_data`) -> host results of those."""
+        argument, `_data`) -> host results of those.
+
+        The compiled population has slots; ``slot_member[j]`` is the chunk member in slot ``j``
+        (-1: padding, never active). Compaction gathers the slots of the unfrozen members (and
+        padding copies of one of them to fill whole device groups) into a smaller population;
+        the params of the members left behind are kept on the host."""
         data = self._data() if data is None else data
         C = len(seeds)
         params, opt_state = self._shard(self.initial_state(init, masks))
         seeds_d = self._shard(jnp.asarray(seeds, jnp.int32))
-        active = np.arange(C) < n_real  # padding members never count as active
+        slot_member = np.where(np.arange(C) < n_real, np.arange(C), -1)
+        active = np.arange(C) < n_real  # per chunk member; padding members never count as active
+        final: list = [None] * C  # host params of members dropped by a compaction
         trained = np.zeros(C, np.int64)
         hist = {k: np.full((C, epochs), np.nan) for k in ("loss", "train_accuracy", "test_accuracy")}
         compile_s = 0.0
@@ -499,29 +568,51 @@ class PopulationTrainer:
         test_acc = np.full(C, np.nan)
         epoch = 0
         while epoch < epochs and active.any():
-            active_d = self._shard(jnp.asarray(active))
-            fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch), data)
+            slot_active = (slot_member >= 0) & active[np.maximum(slot_member, 0)]
+            n_slots = len(slot_member)
+            new = self.compaction_size(n_slots, int(slot_active.sum()), epochs - epoch) if compact else n_slots
+            if new < n_slots:
+                keep = np.flatnonzero(slot_active)
+                sel = np.concatenate([keep, np.full(new - len(keep), keep[-1])])
+                host = jax.device_get(params)
+                for j in np.flatnonzero(~slot_active & (slot_member >= 0)):
+                    if final[slot_member[j]] is None:
+                        final[slot_member[j]] = jax.tree.map(lambda a, j=j: np.asarray(a[j]), host)
+                gather = functools.partial(_gather_members, sel=jnp.asarray(sel))
+                params, opt_state, seeds_d = self._shard(jax.tree.map(gather, (params, opt_state, seeds_d)))
+                if self.per_member_data:
+                    data = self._shard(jax.tree.map(gather, data))
+                slot_member = np.concatenate([slot_member[keep], np.full(new - len(keep), -1)])
+                slot_active = slot_member >= 0
+            active_d = self._shard(jnp.asarray(slot_active))
+            fn, cs = self._epoch_fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch), data, eval_test)
             compile_s += cs
             params, opt_state, losses, _, tr, te = fn(params, opt_state, seeds_d, active_d, jnp.int32(epoch), data)
             tr, te, losses = np.asarray(tr), np.asarray(te), np.asarray(losses)
-            for i in np.flatnonzero(active):
+            for j in np.flatnonzero(slot_active):
+                i = slot_member[j]
                 # float(np.mean(...)) of the float32 per-step losses: as Trainer.fit's history
-                hist["loss"][i, epoch] = float(np.mean(losses[i]))
-                hist["train_accuracy"][i, epoch] = float(tr[i])
-                hist["test_accuracy"][i, epoch] = float(te[i])
-                train_acc[i], test_acc[i] = float(tr[i]), float(te[i])
+                hist["loss"][i, epoch] = float(np.mean(losses[j]))
+                hist["train_accuracy"][i, epoch] = float(tr[j])
+                hist["test_accuracy"][i, epoch] = float(te[j])
+                train_acc[i], test_acc[i] = float(tr[j]), float(te[j])
                 trained[i] = epoch + 1
-            # Python floats compared as in Trainer.fit, so members stop where a lone net stops
-            if target is not None:
-                active = active & ~np.array([float(a) >= target for a in tr])
+                # Python floats compared as in Trainer.fit, so members stop where a lone net stops
+                if target is not None and float(tr[j]) >= target:
+                    active[i] = False
             epoch += 1
         reached = (np.array([float(a) >= target for a in train_acc]) if target is not None else np.zeros(C, bool)) & (
             trained > 0
         )
         ett = np.where(reached, trained, -1)
+        host = jax.device_get(params)
+        for j in range(len(slot_member)):
+            i = slot_member[j]
+            if i >= 0 and final[i] is None:
+                final[i] = jax.tree.map(lambda a, j=j: np.asarray(a[j]), host)
         r = slice(0, n_real)
         return {
-            "params": jax.tree.map(lambda a: np.asarray(a)[r], jax.device_get(params)),
+            "params": _stack(final[:n_real]),
             "epochs": trained[r],
             "reached": reached[r],
             "epochs_to_threshold": ett[r],
@@ -532,7 +623,15 @@ class PopulationTrainer:
 
 
 def retrain_population(
-    dataset, cfg, init_params, masks, seeds, *, memory_budget_bytes: float | None = None
+    dataset,
+    cfg,
+    init_params,
+    masks,
+    seeds,
+    *,
+    memory_budget_bytes: float | None = None,
+    test_history: bool = True,
+    compact: bool = True,
 ) -> tuple[list[dict], PopulationResult]:
     """`jaxprune.pipeline.retrain` for many (init params, mask, seed) members at once.
 
@@ -543,7 +642,9 @@ def retrain_population(
     config, ``target_accuracy`` and ``retrain_epochs``). init_params / masks: lists of P pytrees
     (or stacked / one for all); seeds: ``(P,)`` ints. Returns one record per member with
     `retrain`'s keys (test metrics, sparsity, FLOPs, epochs, steps, threshold; ``seconds`` is the
-    member's share of the population's wall time) and the `PopulationResult`.
+    member's share of the population's wall time) and the `PopulationResult`. test_history /
+    compact: as for `PopulationTrainer.fit` (the records' test metrics come from the final
+    params either way).
     """
     # lazy: pipeline may import this module
     from jaxprune.pipeline import evaluate_record
@@ -588,6 +689,8 @@ def retrain_population(
         epochs=cfg.retrain_epochs,
         target_train_accuracy=cfg.target_accuracy,
         memory_budget_bytes=memory_budget_bytes,
+        test_history=test_history,
+        compact=compact,
     )
     stacked_masks = trainer._as_members(masks, res.n_members, "masks", None)
     records = []

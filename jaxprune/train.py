@@ -183,9 +183,15 @@ class TrainingDiverged(ValueError):
 
 def diverged(params: PyTree, loss: float) -> str | None:
     """Why a state has diverged (NaN / inf loss or weights, |w| > `DIVERGED_ABS`), or None."""
+    worst = max((float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(params) if jnp.size(leaf)), default=0.0)
+    return diverged_reason(loss, worst)
+
+
+def diverged_reason(loss: float, worst: float) -> str | None:
+    """`diverged` from the loss and the largest ``|w|`` of the params (computed elsewhere, e.g.
+    inside a compiled epoch)."""
     if not math.isfinite(loss):
         return f"the loss is {loss}"
-    worst = max((float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(params) if jnp.size(leaf)), default=0.0)
     if not math.isfinite(worst):
         return "weights are NaN or inf"
     if worst > DIVERGED_ABS:

@@ -256,3 +256,43 @@ def test_per_member_data_equals_each_member_on_its_own_split(setup):
         PopulationTrainer(TCFG, tr.x_train, tr.y_train, n_classes=ds.n_classes, data_index=[0, 2])
     with pytest.raises(ValueError, match="2 datasets given for 3 members"):
         retrain_population([ds, ds2], cfg, inits, masks, SEEDS)
+
+
+@pytest.mark.timeout(240)
+def test_compaction_drops_frozen_members_with_the_same_results(setup, monkeypatch):
+    """Frozen members leave the compiled population (smaller programs compile), and every
+    member's params, epochs and history equal the uncompacted run (float64); without the
+    per-epoch test pass the params are the same and no test history is kept."""
+    import jaxprune.population as population
+
+    ds, cfg, inits, masks, _, free = setup
+    acc = free.history["train_accuracy"]
+    target = float(acc[1, 2])
+    hit = acc >= target
+    assert hit.any(1).sum() >= 1 and len(set(np.where(hit.any(1), hit.argmax(1), -1).tolist())) >= 2
+    kw = dict(init_params=inits, masks=masks, target_train_accuracy=target)
+    fresh = lambda: PopulationTrainer(  # noqa: E731
+        TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )
+    plain = fresh()
+    ref = plain.fit(SEEDS, compact=False, **kw)
+    assert plain.compile_count == 1
+    # digits nets are too small to pay for a compilation under the default rule
+    assert plain.compaction_size(3, 1, TCFG.epochs) == 3
+    monkeypatch.setattr(population, "COMPACT_MIN_FLOPS", 0.0)
+    assert plain.compaction_size(3, 1, TCFG.epochs) == 1
+    assert plain.compaction_size(4, 3, 5) == 3 and plain.compaction_size(5, 4, 5) == 5  # <= 3/4 active
+    tr = fresh()
+    got = tr.fit(SEEDS, **kw)
+    member_counts = sorted(n for n, _ in tr._compiled.values())
+    assert len(member_counts) >= 2 and member_counts[-1] == 3 and member_counts[0] < 3, member_counts
+    np.testing.assert_array_equal(got.epochs, ref.epochs)
+    np.testing.assert_array_equal(got.epochs_to_threshold, ref.epochs_to_threshold)
+    for k in ref.history:
+        np.testing.assert_allclose(got.history[k], ref.history[k], atol=1e-12)
+    assert _max_diff(got.params, ref.params) < 1e-12
+    quiet = fresh().fit(SEEDS, test_history=False, **kw)
+    assert quiet.test_accuracy is None and "test_accuracy" not in quiet.history
+    np.testing.assert_array_equal(quiet.epochs, ref.epochs)
+    np.testing.assert_array_equal(quiet.history["train_accuracy"], ref.history["train_accuracy"])
+    assert _max_diff(quiet.params, ref.params) < 1e-12
