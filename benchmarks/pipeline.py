@@ -17,7 +17,9 @@ Stages (mnist5k --quick by default: 784-50-30-10, 400 epochs x 28 steps, fast LE
 
 The `Trainer` applies the window function (the LE kernel) outside the compiled epoch, per
 completed window, in the standalone kernel's lane blocks: the in-epoch LE should cost about the
-standalone kernel (ratio ~1; it was 2.75 while the kernel ran inside the epoch's scan).
+standalone kernel (ratio ~1; it was 2.75 while the kernel ran inside the epoch's scan). Stage 1b
+measures the same for the path `jaxprune run` takes: the dense population of ``--seeds`` members
+(`jaxprune.dense_population`), the kernel on all members' windows side by side.
 
 Wall time and process CPU time are both reported: on a shared machine the CPU time is the more
 stable figure (other jobs stretch wall time, not this process's CPU seconds).
@@ -114,6 +116,67 @@ def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
         "_risk": with_le.risk,
         "_params": with_le.params,
         "_init": with_le.init_params,
+    }
+
+
+def stage_dense_population(cfg, datasets, seeds) -> dict:
+    """The dense stage as `jaxprune run` runs it (`DensePopulationTrainer`, all seeds in one
+    population, the LE kernel on the host per window with the members side by side): the
+    in-epoch LE cost is (training with the kernel) - (the same training with a kernel that
+    returns zeros); the standalone `windowed_le` runs on the same windows, each member's
+    trajectory rebuilt from its windows, and must give the identical LE."""
+    from jaxprune.dense_population import DensePopulationTrainer, le_host_fn
+
+    first = datasets[0]
+    tr = DensePopulationTrainer(
+        cfg.train,
+        n_features=first.x_train.shape[1],
+        n_classes=first.n_classes,
+        n_train=first.x_train.shape[0],
+        n_test=first.x_test.shape[0],
+    )
+    arrays = [np.stack([getattr(d, k) for d in datasets]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    kernel, windows = le_host_fn(cfg), []
+
+    def none(w):  # same calls, no kernel: the training's own cost
+        return np.zeros(w.shape[1], np.float32), np.zeros(w.shape[1], np.int8)
+
+    def keep(w):
+        windows.append(np.asarray(w))
+        return none(w)
+
+    S = tr.steps_per_epoch
+    warm = -(-cfg.train.window // S) + 1  # compile the epoch and the kernel's blocks
+    tr.fit(seeds, *arrays, le_fn=kernel, epochs=warm)
+    tr.fit(seeds, *arrays, le_fn=keep)  # untimed: the windows for the standalone kernel
+    with Clock() as c_le:
+        runs = tr.fit(seeds, *arrays, le_fn=kernel)
+    with Clock() as c_plain:
+        tr.fit(seeds, *arrays, le_fn=none)
+    P, nw, ov = len(seeds), tr.n_weights, cfg.train.window - cfg.train.stride
+    W = np.stack(windows).reshape(len(windows), cfg.train.window, P, nw)
+    kw = dict(window=cfg.train.window, stride=cfg.train.stride, params=cfg.lyapunov.params, mode=cfg.lyapunov.le_mode)
+    trajs = [np.concatenate([W[0, :, i]] + [w[ov:, i] for w in W[1:]]) for i in range(P)]
+    lyapunov.windowed_le(trajs[0], **kw)  # compile
+    with Clock() as c_sa:
+        sa = [lyapunov.windowed_le(t, **kw).le for t in trajs]
+    same = all(np.array_equal(r.le, s, equal_nan=True) for r, s in zip(runs, sa))
+    le_wall, le_cpu = c_le.wall - c_plain.wall, c_le.cpu - c_plain.cpu
+    return {
+        "members": P,
+        "windows": len(windows),
+        "weights": nw,
+        "train_with_le_wall": c_le.wall,
+        "train_with_le_cpu": c_le.cpu,
+        "train_plain_wall": c_plain.wall,
+        "train_plain_cpu": c_plain.cpu,
+        "in_epoch_le_wall": le_wall,
+        "in_epoch_le_cpu": le_cpu,
+        "standalone_le_wall": c_sa.wall,
+        "standalone_le_cpu": c_sa.cpu,
+        "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
+        "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
+        "le_identical_to_standalone": bool(same),
     }
 
 
@@ -228,6 +291,17 @@ def main():
         f"{dense['max_abs_le_diff']:.1e} (identical: {dense['le_identical_to_standalone']})",
         flush=True,
     )
+    pop_seeds = list(range(a.seed, a.seed + a.seeds))
+    dp = stage_dense_population(cfg, [data.load_dataset(a.dataset, seed=s) for s in pop_seeds], pop_seeds)
+    print(
+        f"dense population (as `run`), {dp['members']} member(s), {dp['windows']} windows x "
+        f"{dp['weights']} weights: with LE {dp['train_with_le_wall']:.1f} s wall / {dp['train_with_le_cpu']:.1f} s "
+        f"CPU, plain {dp['train_plain_wall']:.1f} / {dp['train_plain_cpu']:.1f} | in-epoch LE "
+        f"{dp['in_epoch_le_cpu']:.1f} s CPU vs standalone {dp['standalone_le_cpu']:.1f} s CPU: "
+        f"x{dp['in_epoch_over_standalone_cpu']:.2f} (wall x{dp['in_epoch_over_standalone_wall']:.2f}); "
+        f"identical: {dp['le_identical_to_standalone']}",
+        flush=True,
+    )
     gr = stage_granger(dense["_le"], dense["_risk"], dense["_params"], cfg, a.statsmodels)
     print(
         f"granger: {gr['weights']} weights x maxlag {gr['maxlag']}, n {gr['windows']}: "
@@ -260,7 +334,17 @@ def main():
     if a.out:
         strip = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
         Path(a.out).write_text(
-            json.dumps({"env": env, "dense": strip(dense), "granger": strip(gr), "nulls": nl, "retrain": rt}, indent=2)
+            json.dumps(
+                {
+                    "env": env,
+                    "dense": strip(dense),
+                    "dense_population": dp,
+                    "granger": strip(gr),
+                    "nulls": nl,
+                    "retrain": rt,
+                },
+                indent=2,
+            )
         )
 
 
