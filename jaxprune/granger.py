@@ -651,9 +651,79 @@ def granger_tests(
     b = xb.shape[0]
     if b == 0:
         raise ValueError("x has an empty batch")
-    chunk = int(max(1, min(chunk_size, b)))
-    res = _granger_jit(yb, xb, maxlag=maxlag, chunk_size=chunk, tol=float(collinear_tol))
+    chunk_size = int(max(1, chunk_size))
+    if _is_concrete(xb) and _is_concrete(yb):
+        res = _granger_blocked(yb, xb, maxlag, chunk_size, float(collinear_tol))
+    else:  # inside a trace: one call (the caller's program holds it)
+        chunk = min(chunk_size, b)
+        res = _granger_jit(yb, xb, maxlag=maxlag, chunk_size=chunk, tol=float(collinear_tol))
     return _reshape_result(res, batch)
+
+
+# Lanes (weights) per compiled call of `granger_tests` outside a trace, in chunks: a batch is
+# cut into blocks of this many chunks (a smaller batch is padded to a power-of-two number of
+# chunks), so the compiled program depends on the series length, maxlag and dtype but not on
+# the batch size: the FT series, the null controls' stacked draws and a user's own batch share
+# one program (each new shape costs ~6 s of compilation on a 2-core CPU).
+BLOCK_CHUNKS = 8
+
+
+@functools.partial(jax.jit, static_argnames=("rows",))
+def _rows(a, start, *, rows):
+    """Rows ``[start, start + rows)`` of a (B, n) array (start traced: one program per shape)."""
+    return lax.dynamic_slice_in_dim(a, start, rows, axis=0)
+
+
+def _granger_blocked(yb, xb, maxlag: int, chunk_size: int, tol: float) -> GrangerResult:
+    """`_granger_jit` over fixed-size blocks of the batch (`BLOCK_CHUNKS`): a batch of at most
+    one block is zero-padded to ``chunk_size * 2**k`` lanes; a longer one runs in blocks, the
+    last starting at ``b - block`` (overlapping the one before it, no padding). Every lane's
+    result is computed by the same chunk kernel as in one call, so the results do not depend
+    on the blocking."""
+    b = xb.shape[0]
+    block = chunk_size * BLOCK_CHUNKS
+    shared = yb.shape[0] == 1
+    run = functools.partial(_granger_jit, maxlag=maxlag, chunk_size=chunk_size, tol=tol)
+    if b <= block:
+        lanes = chunk_size * (1 << max(0, math.ceil(math.log2(-(-b // chunk_size)))))
+        pad = ((0, lanes - b), (0, 0))
+        res = run(yb if shared else jnp.pad(yb, pad), jnp.pad(xb, pad))
+        return _take_lanes(res, slice(0, b))
+    parts = []
+    for b0 in range(0, b, block):
+        a = min(b0, b - block)
+        start = jnp.int32(a)
+        res = run(yb if shared else _rows(yb, start, rows=block), _rows(xb, start, rows=block))
+        parts.append(_take_lanes(res, slice(b0 - a, block)))
+    return _concat_lanes(parts)
+
+
+def _take_lanes(res: GrangerResult, sl: slice) -> GrangerResult:
+    t = lambda r: r._replace(statistic=r.statistic[sl], pvalue=r.pvalue[sl])  # noqa: E731
+    return res._replace(
+        ssr_ftest=t(res.ssr_ftest),
+        ssr_chi2test=t(res.ssr_chi2test),
+        lrtest=t(res.lrtest),
+        params_ftest=t(res.params_ftest),
+        status=res.status[sl],
+    )
+
+
+def _concat_lanes(parts: list) -> GrangerResult:
+    def cat(name):
+        first = getattr(parts[0], name)
+        return first._replace(
+            statistic=jnp.concatenate([getattr(p, name).statistic for p in parts]),
+            pvalue=jnp.concatenate([getattr(p, name).pvalue for p in parts]),
+        )
+
+    return parts[0]._replace(
+        ssr_ftest=cat("ssr_ftest"),
+        ssr_chi2test=cat("ssr_chi2test"),
+        lrtest=cat("lrtest"),
+        params_ftest=cat("params_ftest"),
+        status=jnp.concatenate([p.status for p in parts]),
+    )
 
 
 def _reshape_result(res, batch):

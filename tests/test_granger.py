@@ -414,3 +414,35 @@ def test_full_41000_batch_completes():
     # spot-check a few against statsmodels
     for i in (0, 7, 40_999):
         _assert_parity(jax.tree_util.tree_map(lambda a: a, res), i, _statsmodels(y, x[i], L), L)
+
+
+@pytest.mark.timeout(240)
+def test_batch_size_does_not_recompile_and_blocks_equal_one_call():
+    """Outside a trace the batch is cut into fixed blocks (a small batch padded to a power-of-two
+    number of chunks): batches of other sizes reuse the compiled program, and the blocked
+    results equal one call over the whole batch."""
+    from jaxprune.granger import BLOCK_CHUNKS, _granger_jit
+
+    rng = np.random.default_rng(7)
+    n, L, chunk = 40, 3, 16
+    block = chunk * BLOCK_CHUNKS
+    x = rng.standard_normal((3 * block + 5, n)).cumsum(1)
+    y = rng.standard_normal(n)
+    x[4] = 2.0  # a constant series: status CONSTANT in every blocking
+    before = _granger_jit._cache_size()
+    big = granger_tests(y, x, maxlag=L, chunk_size=chunk)
+    granger_tests(y, x[: 2 * block + 1], maxlag=L, chunk_size=chunk)
+    assert _granger_jit._cache_size() == before + 1  # both: blocks of `block` lanes
+    small = granger_tests(y, x[:5], maxlag=L, chunk_size=chunk)
+    granger_tests(y, x[10:21], maxlag=L, chunk_size=chunk)
+    assert _granger_jit._cache_size() == before + 2  # both padded to one chunk
+    whole = _granger_jit(jnp.asarray(y)[None], jnp.asarray(x), maxlag=L, chunk_size=chunk, tol=1e-10)
+    np.testing.assert_array_equal(np.asarray(big.status), np.asarray(whole.status))
+    assert int(big.status[4]) == Status.CONSTANT
+    for name in ("ssr_ftest", "ssr_chi2test", "lrtest", "params_ftest"):
+        for field in ("statistic", "pvalue"):
+            got, ref = np.asarray(getattr(getattr(big, name), field)), np.asarray(getattr(getattr(whole, name), field))
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14, equal_nan=True)
+            np.testing.assert_allclose(
+                np.asarray(getattr(getattr(small, name), field)), ref[:5], rtol=1e-12, atol=1e-14, equal_nan=True
+            )
