@@ -72,6 +72,9 @@ def run_study(
 
 
 def base_parser(doc: str, default_out: str, default_seeds: int) -> argparse.ArgumentParser:
+    from jaxprune import compile_cache
+
+    compile_cache.enable()  # every experiment script builds its parser first
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=default_out, help="output directory")
     p.add_argument(

@@ -571,9 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from jaxprune import distributed
+    from jaxprune import compile_cache, distributed
     from jaxprune.data import DataFormatError, DatasetNotAvailableError
 
+    compile_cache.enable()  # later runs reuse this one's compiled programs (docs/scaling.md)
     try:
         if distributed.initialize_from_env() and args.command not in ("run", "train"):
             raise ValueError(
