@@ -92,6 +92,12 @@ def _window_rows(pieces: tuple, start, *, window: int) -> jax.Array:
     return rows.reshape(window, -1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _test_accuracy(apply, params, x, y) -> jax.Array:
+    """Every member's accuracy ``(P,)`` on its own split ``x (P, m, f)``, ``y (P, m)``."""
+    return jax.vmap(lambda p, a, b: accuracy(apply, p, a, b))(params, x, y)
+
+
 @jax.jit
 def _lanes(win: jax.Array, lanes: jax.Array) -> jax.Array:
     """The verify sample's columns ``(window, n_lanes)`` of a side-by-side window."""
@@ -173,14 +179,14 @@ class DensePopulationTrainer:
         return int(max(1, min(n_members, memory_budget_bytes // self.member_bytes())))
 
     # ----------------------------------------------------------------- compiled
-    def _epoch_impl(self, params, opt_state, seeds, epoch, step0, x_train, y_train, x_test, y_test):
+    def _epoch_impl(self, params, opt_state, seeds, epoch, step0, x_train, y_train):
         """One epoch of every member: params / opt_state leaves ``(P, ...)``, seeds ``(P,)``,
         epoch and step0 (steps done before it) int32 scalars shared by all members, x_train
-        ``(P, n, f)``, y_train ``(P, n)`` (x_test / y_test alike or ``(P, 0, ...)``) ->
-        (params, opt_state, traj ``(S, P, n_weights)`` float32, loss ``(S, P)``, batch accuracy
-        ``(S, P)``, risk accuracy ``(S, P)`` float32 (meaningful at window end steps only),
-        train accuracy ``(P,)``, test accuracy ``(P,)``, largest ``|w|`` of each member's params
-        ``(P,)``)."""
+        ``(P, n, f)``, y_train ``(P, n)`` -> (params, opt_state, traj ``(S, P, n_weights)``
+        float32, loss ``(S, P)``, batch accuracy ``(S, P)``, risk accuracy ``(S, P)`` float32
+        (meaningful at window end steps only), train accuracy ``(P,)``, largest ``|w|`` of each
+        member's params ``(P,)``). The test accuracy is needed after the last epoch only
+        (`_test_accuracy`), not in every epoch."""
         self.trace_count += 1  # a Python side effect: runs only when JAX traces a new program
         cfg = self.config
         window, stride = cfg.window, cfg.stride
@@ -216,11 +222,10 @@ class DensePopulationTrainer:
             body, (params, opt_state, step0), (idx, wts)
         )
         train_acc = acc_all(params, x_train, y_train)
-        test_acc = acc_all(params, x_test, y_test) if self.n_test else jnp.zeros(seeds.shape, train_acc.dtype)
         # per member the largest |w| of all params (the divergence check, without a host copy)
         maxabs = [jnp.max(jnp.abs(a), axis=tuple(range(1, a.ndim))) for a in jax.tree.leaves(params) if a[0].size]
         worst = jnp.max(jnp.stack(maxabs), axis=0) if maxabs else jnp.zeros(seeds.shape, jnp.float32)
-        return params, opt_state, traj, loss, batch_acc, acc, train_acc, test_acc, worst
+        return params, opt_state, traj, loss, batch_acc, acc, train_acc, worst
 
     def epoch_fn(self) -> Callable:
         """The jitted epoch (see `_epoch_impl`); one program per (member count, dtypes)."""
@@ -359,8 +364,8 @@ class DensePopulationTrainer:
                 bar.update(0 if epoch == 0 else 1)
             t0 = time.perf_counter()
             step0 = epoch * S
-            params, opt_state, traj, loss, _, acc, tr, te, worst = fn(
-                params, opt_state, seeds_d, jnp.int32(epoch), jnp.int32(step0), x_tr, y_tr, x_te, y_te
+            params, opt_state, traj, loss, _, acc, tr, worst = fn(
+                params, opt_state, seeds_d, jnp.int32(epoch), jnp.int32(step0), x_tr, y_tr
             )
             pieces = [*pieces[1:], traj]
             base = step0 + S - K * S  # global step index of the first row of the pieces
@@ -391,7 +396,7 @@ class DensePopulationTrainer:
                 k += 1
             loss = np.asarray(loss)
             worst = np.asarray(worst)
-            train_acc, test_acc = np.asarray(tr), np.asarray(te)
+            train_acc = np.asarray(tr)
             dt = time.perf_counter() - t0
             for i in range(n_real):
                 hist["loss"][i, epoch] = float(np.mean(loss[:, i]))
@@ -406,6 +411,8 @@ class DensePopulationTrainer:
         if bar is not None:
             bar.update(1 if epochs else 0)
             bar.close()
+        if epochs and self.n_test:
+            test_acc = np.asarray(_test_accuracy(self.apply, params, x_te, y_te))
         seconds = time.perf_counter() - t_start
         if total == 0:
             raise ValueError(
