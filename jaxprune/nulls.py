@@ -121,7 +121,31 @@ def _iaaft_numpy(x: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarra
     """`_iaaft_jit` in NumPy: the same steps (pocketfft real FFTs, a stable argsort and a
     scatter), float64 (n, w) -> (n, w). XLA:CPU sorts slowly: on a 2-core CPU this takes ~0.4x
     the CPU time of the jitted form (248 x 5,896 series, 10 iterations: 1.4 s vs 3.6 s) and gives
-    the same numbers (tests/test_nulls.py)."""
+    the same numbers (tests/test_nulls.py).
+
+    It works on the transposed, series-major copy ``(w, n)``: every FFT and sort then runs over
+    contiguous memory (~0.7x the CPU time of the time-major form, 248 x 9,392 series), with the
+    same 1-D transforms and the same stable order, so the same numbers bit for bit (test)."""
+    xt = np.ascontiguousarray(np.asarray(x, np.float64).T)  # (w, n): one series per row
+    sorted_vals = np.sort(xt, axis=1)
+    amp = np.abs(np.fft.rfft(xt, axis=1))
+    n = xt.shape[1]
+    s = np.array(np.asarray(start, np.float64).T, order="C")
+    rows = np.arange(xt.shape[0])[:, None]
+    for _ in range(int(iterations)):
+        spec = np.fft.rfft(s, axis=1)
+        mag = np.abs(spec)
+        s = np.fft.irfft(amp * (spec / np.where(mag > 0, mag, 1.0)), n=n, axis=1)
+        order = np.argsort(s, axis=1, kind="stable")
+        ranked = np.empty_like(s)
+        ranked[rows, order] = sorted_vals  # the k-th smallest value where s has its k-th smallest
+        s = ranked
+    return s.T
+
+
+def _iaaft_numpy_time_major(x: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarray:
+    """`_iaaft_numpy` on the time-major layout ``(n, w)`` (its form before the transposed one;
+    kept as the reference the test compares with bit for bit)."""
     sorted_vals = np.sort(x, axis=0)
     amp = np.abs(np.fft.rfft(x, axis=0))
     n = x.shape[0]
