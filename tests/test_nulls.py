@@ -282,6 +282,10 @@ def test_batched_draws_equal_the_per_draw_loop(widths, batch_draws, monkeypatch)
     kw = dict(seed=3, mask="legcnet_ft", real_outcome=real, other_le=other, calibration=True)
     want = _reference_null_controls(le, risk, CFG, layout, ncfg, **kw)
     monkeypatch.setattr(nulls, "BATCH_BYTES", batch_draws * n * (layout.n_weights) * 8)
+    # several stacks: kernel calls of 512 series, so draws straddle calls (and one call holds
+    # parts of two stacks); one stack: the default call width, one padded call per control
+    width = 512 if batch_draws == 2 else nulls.GRANGER_CALL_COLUMNS
+    monkeypatch.setattr(nulls, "GRANGER_CALL_COLUMNS", width)
     calls = []
     real_granger = select_stage.granger_on_le
     monkeypatch.setattr(
@@ -289,9 +293,12 @@ def test_batched_draws_equal_the_per_draw_loop(widths, batch_draws, monkeypatch)
     )
     recs, calib = nulls.null_controls(le, risk, CFG, layout, ncfg, **kw)
     w = sum(r["n_sampled"] for r in recs if r["control"] == "shuffle")
-    per_call = min(batch_draws, 5) if w >= 256 else 1
     # shuffle and surrogate: 5 draws each; crossseed: 2
-    assert len(calls) == 2 * -(-5 // per_call) + -(-2 // per_call)
+    if w >= 256:  # fixed-width calls (one compiled kernel), the draws' series side by side
+        assert len(calls) == 2 * -(-5 * w // width) + -(-2 * w // width)
+        assert set(calls) == {(n, width)}
+    else:  # below one chunk: one call per draw
+        assert len(calls) == 2 * 5 + 2 and set(calls) == {(n, w)}
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in recs] == want[0]
     assert calib == want[1]
     assert {r["control"] for r in recs} == {"shuffle", "surrogate", "crossseed"}
