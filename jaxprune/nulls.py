@@ -131,16 +131,29 @@ def _iaaft_numpy(x: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarra
     amp = np.abs(np.fft.rfft(xt, axis=1))
     n = xt.shape[1]
     s = np.array(np.asarray(start, np.float64).T, order="C")
-    rows = np.arange(xt.shape[0])[:, None]
     for _ in range(int(iterations)):
         spec = np.fft.rfft(s, axis=1)
         mag = np.abs(spec)
-        s = np.fft.irfft(amp * (spec / np.where(mag > 0, mag, 1.0)), n=n, axis=1)
-        order = np.argsort(s, axis=1, kind="stable")
-        ranked = np.empty_like(s)
-        ranked[rows, order] = sorted_vals  # the k-th smallest value where s has its k-th smallest
-        s = ranked
+        s = _rank_order_rows(np.fft.irfft(amp * (spec / np.where(mag > 0, mag, 1.0)), n=n, axis=1), sorted_vals)
     return s.T
+
+
+def _rank_order_rows(s: np.ndarray, sorted_vals: np.ndarray) -> np.ndarray:
+    """The values `sorted_vals` ``(w, n)`` (each row ascending) in the rank order of `s`
+    ``(w, n)``: the k-th smallest value where the row of `s` has its k-th smallest, ties in `s`
+    ranked by position (a stable argsort).
+
+    Rows without ties in `s` have one sorting permutation, so the (~10x faster, SIMD) unstable
+    argsort gives exactly the stable one's; rows with ties (rare after the spectrum step) are
+    ranked again by the stable argsort. Same numbers as a stable argsort of every row (test)."""
+    order = np.argsort(s, axis=1)
+    srt = np.sort(s, axis=1)
+    tied = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
+    if tied.size:
+        order[tied] = np.argsort(s[tied], axis=1, kind="stable")
+    ranked = np.empty_like(s)
+    np.put_along_axis(ranked, order, sorted_vals, axis=1)
+    return ranked
 
 
 def _iaaft_numpy_time_major(x: np.ndarray, start: np.ndarray, iterations: int) -> np.ndarray:

@@ -398,5 +398,19 @@ def test_iaaft_series_major_equals_the_time_major_form(shape, iterations):
     x[:, :3] = np.round(x[:, :3])  # ties in the values
     start = nulls.shuffle_series(x, rng)
     start[:, 3:5] = np.round(start[:, 3:5])  # and in the start
+    x[:, 5] = 2.0  # a constant series: its spectrum step gives tied values
     want = nulls._iaaft_numpy_time_major(x, start, iterations)
     np.testing.assert_array_equal(nulls._iaaft_numpy(x, start, iterations), want)
+
+
+def test_rank_order_of_rows_with_ties_is_the_stable_order():
+    """The IAAFT rank step's fast path (unstable argsort, tied rows re-ranked stably) places the
+    values exactly as a stable argsort of every row, for rows with and without ties."""
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal((50, 31))
+    s[::3] = np.round(s[::3])  # every third row with ties
+    s[4] = 1.0  # one row all tied
+    vals = np.sort(rng.standard_normal((50, 31)), axis=1)
+    want = np.empty_like(s)
+    np.put_along_axis(want, np.argsort(s, axis=1, kind="stable"), vals, axis=1)
+    np.testing.assert_array_equal(nulls._rank_order_rows(s, vals), want)
