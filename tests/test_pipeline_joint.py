@@ -138,3 +138,19 @@ def test_resume_after_losing_one_seed_file_rewrites_it_identically(joint, tmp_pa
     # nothing missing: nothing trains
     _, info = pipeline.retrain_seeds_population(_jobs(), CFG, part, resume=True, digest=DIGEST)
     assert info[0] == info[1] == {"seconds": 0.0, "members": 0}
+
+
+def test_seeds_with_other_split_shapes_form_their_own_population(tmp_path):
+    """A seed whose split has another size (a data set of another length) cannot share the
+    vmapped data axis: it trains as its own population, the others stay joint."""
+    import dataclasses
+
+    jobs = _jobs(dtype=np.float32)
+    seed, ds, init, masks = jobs[1]
+    short = dataclasses.replace(ds, x_train=ds.x_train[:-8], y_train=ds.y_train[:-8])
+    jobs[1] = (seed, short, init, masks)
+    recs, info = pipeline.retrain_seeds_population(jobs, CFG, tmp_path)
+    assert info[0]["members"] == info[1]["members"] == 3
+    assert [r["seed"] for r in recs[1]] == [1, 1, 1]
+    with pytest.raises(ValueError, match="seeds repeat"):
+        pipeline.retrain_seeds_population([jobs[0], jobs[0]], CFG, tmp_path)
