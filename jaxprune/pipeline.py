@@ -17,14 +17,15 @@ seed fixes the data split, the initial weights and the batch order, hence the ma
    Granger test (LE series -> risk series), min p over lags, mask. LEGCNet-FT uses every window;
    LEGCNet-PT the first ``pt_windows`` (decided during training, as soon as that window
    completes); random / magnitude baselines at their sparsity.
-3. retrain, per seed all its masks as one population (`retrain_seed_population` ->
-   `jaxprune.population.retrain_population`): from the same initial weights, each mask (and an
+3. retrain, ALL seeds' masks as one population (`retrain_seeds_population` ->
+   `jaxprune.population.retrain_population`, one compiled epoch; each member on its seed's
+   split, from its seed's initial weights, in its seed's batch order): each mask (and an
    all-True mask for ``dense``) trains masked until the training accuracy reaches
    ``target_accuracy`` or ``max_retrain_epochs`` pass; then test metrics. (`retrain_mask`: one
-   mask through a single `Trainer`.)
+   mask through a single `Trainer`; `retrain_seed_population`: one seed's masks.)
 
-A seed's results depend on the run's seed list at float32 rounding level (the population's
-member count changes how XLA rounds vmapped matmuls; docs/population.md).
+A seed's results depend on the run's seed list at float32 rounding level (the populations'
+member counts change how XLA rounds vmapped matmuls; docs/population.md).
 
 Finished stages are files (``.npz`` / ``.json``); a population that was killed trains again
 from scratch (the same population, so a resumed run ends with identical masks and metrics).
@@ -456,30 +457,10 @@ def dense_population_stage(
     return dense, pt_decisions, info
 
 
-def retrain_seed_population(
-    dataset,
-    cfg: LegcnetConfig,
-    seed: int,
-    out_dir: Path,
-    init_params,
-    masks: dict,
-    *,
-    resume: bool = False,
-    digest: str | None = None,
-) -> tuple[list[dict], float]:
-    """The retraining of one seed's masks as ONE population (`population.retrain_population`:
-    one compiled epoch, the masks are data); writes ``retrain_<name>.json`` and
-    ``retrained_<name>.npz`` per mask.
-
-    On resume the finished records (with this run's `digest`) are reused; when any is missing the
-    whole population retrains (the member count shapes the vmapped matmuls' rounding, so only
-    the same population reproduces the uninterrupted run) and only the missing files are written.
-    Returns (records in `masks` order, the population's wall seconds, 0 when all were reused).
-    """
-    from jaxprune.population import retrain_population
-
-    seed_dir = rundir.make_seed_dir(out_dir, seed)
-    names = list(masks)
+def _finished_records(out_dir: Path, seed: int, names: Sequence[str], resume: bool, digest: str | None) -> dict:
+    """The finished retraining records of `seed` among `names` (on resume, with this run's
+    `digest` and the saved net present): {name: record}."""
+    seed_dir = rundir.seed_dir(out_dir, seed)
     done: dict[str, dict] = {}
     for name in names:
         rec = rundir.read_json(seed_dir / f"retrain_{name}.json") if resume else None
@@ -487,22 +468,77 @@ def retrain_seed_population(
             rec = None  # another run's record
         if rec is not None and rundir.retrained_path(out_dir, seed, name).exists():
             done[name] = rec
-    seconds = 0.0
-    if len(done) < len(names):
+    return done
+
+
+def _split_key(dataset) -> tuple:
+    """What members of one population must share: split shapes and class count."""
+    return (np.shape(dataset.x_train), np.shape(dataset.x_test), int(dataset.n_classes))
+
+
+def retrain_seeds_population(
+    jobs: Sequence[tuple],
+    cfg: LegcnetConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    digest: str | None = None,
+    memory_budget_bytes: float | None = None,
+) -> tuple[dict[int, list[dict]], dict[int, dict]]:
+    """The retraining of every seed's masks as ONE population (`population.retrain_population`:
+    one compiled epoch for all members, masks, seeds and data splits are data); writes
+    ``retrain_<name>.json`` and ``retrained_<name>.npz`` per seed and mask.
+
+    jobs: per seed ``(seed, dataset, init_params, {name: mask})``: the members are the masks of
+    every seed in this order, each trained from its seed's initial weights, in its seed's batch
+    order, on its seed's split (one data set object for all seeds is stored once and shared).
+    Seeds whose splits differ in shape (a data set of another size) form their own population.
+    memory_budget_bytes: per-device bytes for the population (default `_budget_bytes(cfg)`;
+    None: no budget); one that does not fit is split into equal chunks, each the same program.
+
+    Resume: the finished records (with this run's `digest`, their saved net present) are reused.
+    When every member's record is there, nothing trains. When any is missing, the WHOLE joint
+    population retrains (its member count and chunking shape the vmapped matmuls' float32
+    rounding, so only the same population reproduces the uninterrupted run) and only the
+    missing files are written; the reused records stay as they were.
+    Returns ({seed: records in its masks' order}, {seed: {"seconds", "members"}} of the
+    population that trained it: its wall seconds and member count, 0 / 0 when all were reused).
+    Each record's ``seconds`` is its share of the population's wall time.
+    """
+    from jaxprune.population import retrain_population
+
+    budget = _budget_bytes(cfg) if memory_budget_bytes is None else memory_budget_bytes
+    jobs = [(int(s), ds, init, dict(masks)) for s, ds, init, masks in jobs]
+    if len({s for s, *_ in jobs}) != len(jobs):
+        raise ValueError(f"seeds repeat: {[s for s, *_ in jobs]}")
+    done = {s: _finished_records(out_dir, s, list(masks), resume, digest) for s, _, _, masks in jobs}
+    info = {s: {"seconds": 0.0, "members": 0} for s, *_ in jobs}
+    groups: dict[tuple, list] = {}
+    for job in jobs:
+        groups.setdefault(_split_key(job[1]), []).append(job)
+    for group in groups.values():
+        if all(len(done[s]) == len(masks) for s, _, _, masks in group):
+            continue  # every member finished: reuse
+        members = [(s, ds, init, name, mask) for s, ds, init, masks in group for name, mask in masks.items()]
+        datasets = [m[1] for m in members]
+        # one data set object for every member: shared splits (as a single seed always had)
+        shared = all(d is datasets[0] for d in datasets)
         t0 = time.perf_counter()
         recs, res = retrain_population(
-            dataset,
+            datasets[0] if shared else datasets,
             cfg,
-            init_params,
-            [masks[n] for n in names],
-            [seed] * len(names),
-            memory_budget_bytes=_budget_bytes(cfg),
+            [m[2] for m in members],
+            [m[4] for m in members],
+            [m[0] for m in members],
+            memory_budget_bytes=budget,
         )
         seconds = time.perf_counter() - t0
-        for i, name in enumerate(names):
-            if name in done:
+        for i, (seed, _, _, name, _) in enumerate(members):
+            info[seed] = {"seconds": seconds, "members": len(members)}
+            if name in done[seed]:
                 continue
             rec = recs[i]
+            seed_dir = rundir.make_seed_dir(out_dir, seed)
             history = {**res.member_history(i), "reached_target": bool(res.reached[i])}
             # the sparse net's kernels and per-epoch curves, for the spectra and the figures
             rundir.save_retrained(out_dir, seed, name, res.member_params(i), history, rec)
@@ -515,23 +551,41 @@ def retrain_seed_population(
                 matched_to=("legcnet_pt" if name.endswith("_pt") else "legcnet_ft") if baseline else None,
             )
             rundir.write_json(seed_dir / f"retrain_{name}.json", {**rec, "run_digest": digest} if digest else rec)
-            done[name] = rec
-    return [done[n] for n in names], seconds
+            done[seed][name] = rec
+    return {s: [done[s][n] for n in masks] for s, _, _, masks in jobs}, info
 
 
-def _seed_after_dense(
+def retrain_seed_population(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    out_dir: Path,
+    init_params,
+    masks: dict,
+    *,
+    resume: bool = False,
+    digest: str | None = None,
+) -> tuple[list[dict], float]:
+    """The retraining of one seed's masks as ONE population: `retrain_seeds_population` with
+    one seed (its resume rules: a missing record retrains the whole population, only missing
+    files are written). Returns (records in `masks` order, the population's wall seconds, 0
+    when all were reused)."""
+    recs, info = retrain_seeds_population(
+        [(seed, dataset, init_params, masks)], cfg, out_dir, resume=resume, digest=digest
+    )
+    return recs[int(seed)], info[int(seed)]["seconds"]
+
+
+def _select_seed(
     dataset,
     cfg: LegcnetConfig,
     seed: int,
     out_dir: Path,
     dense: DenseRun,
-    pt_decision: dict | None,
     population: dict,
-    *,
-    resume: bool,
-    digest: str | None,
 ) -> dict:
-    """Select and retrain stages of one seed whose dense stage is done; the seed's results."""
+    """The select stage of one seed whose dense stage is done (analysis.npz written); returns
+    the state `_finish_seed` needs: the analysis, the initial params, the timings so far."""
     seed_dir = rundir.make_seed_dir(out_dir, seed)
     timings = rundir.read_json(seed_dir / "timings.json") or {}
     timings.setdefault("train_and_le", float(dense.seconds))  # the member's share
@@ -543,13 +597,25 @@ def _seed_after_dense(
     timings["granger_and_masks"] = float(sum(analysis.seconds.values()))
     rundir.save_analysis(seed_dir / "analysis.npz", analysis)
     init_params = load_params(dense, params_like, "init")
-    records, pop_seconds = retrain_seed_population(
-        dataset, cfg, seed, out_dir, init_params, dict(analysis.masks), resume=resume, digest=digest
-    )
-    timings["retrain"] = float(sum(r["seconds"] for r in records))
-    if pop_seconds:
-        timings["retrain_population_seconds"] = float(pop_seconds)
-        timings["retrain_population_members"] = len(records)
+    return {"analysis": analysis, "init_params": init_params, "timings": timings}
+
+
+def _finish_seed(
+    seed: int,
+    out_dir: Path,
+    dense: DenseRun,
+    pt_decision: dict | None,
+    population: dict,
+    selected: dict,
+    records: list[dict],
+    retrain_info: dict,
+) -> dict:
+    """timings.json and the results of one seed whose retraining is done."""
+    timings, analysis = selected["timings"], selected["analysis"]
+    timings["retrain"] = float(sum(r["seconds"] for r in records))  # the seed's share
+    if retrain_info["seconds"]:  # the population that retrained it (all seeds' masks in `run`)
+        timings["retrain_population_seconds"] = float(retrain_info["seconds"])
+        timings["retrain_population_members"] = int(retrain_info["members"])
     if population.get("members") and "le_seconds" in population:
         # measured: the member's share of the host-side Lyapunov kernel's wall time
         timings["le_estimate"] = float(population["le_seconds"]) / int(population["members"])
@@ -557,7 +623,7 @@ def _seed_after_dense(
         dense_rec = next(r for r in records if r["method"] == "dense")
         dense_seconds_per_epoch = dense_rec["seconds"] / max(dense_rec["epochs"], 1)
         timings["le_estimate"] = max(0.0, timings["train_and_le"] - dense_seconds_per_epoch * float(dense.epochs))
-    rundir.write_json(seed_dir / "timings.json", timings)
+    rundir.write_json(rundir.make_seed_dir(out_dir, seed) / "timings.json", timings)
     summaries = {m: analysis.method_summary(m) for m in ("legcnet_ft", "legcnet_pt")}
     return {
         "seed": seed,
@@ -574,6 +640,63 @@ def _seed_after_dense(
             "n_windows": dense.n_windows,
         },
     }
+
+
+def _seeds_after_dense(
+    datas: Sequence,
+    cfg: LegcnetConfig,
+    seeds: Sequence[int],
+    out_dir: Path,
+    dense: dict[int, DenseRun],
+    pt: dict[int, dict],
+    population: dict,
+    *,
+    resume: bool,
+    digest: str | None,
+) -> list[dict]:
+    """Select and retrain stages of seeds whose dense stage is done: the select stage of every
+    seed, then ALL seeds' masks retrained as one population (`retrain_seeds_population`); the
+    seeds' results in `seeds` order."""
+    seeds = [int(s) for s in seeds]
+    selected = {
+        seed: _select_seed(data, cfg, seed, out_dir, dense[seed], population)
+        for seed, data in zip(seeds, datas, strict=True)
+    }
+    jobs = [
+        (seed, data, selected[seed]["init_params"], dict(selected[seed]["analysis"].masks))
+        for seed, data in zip(seeds, datas, strict=True)
+    ]
+    records, info = retrain_seeds_population(jobs, cfg, out_dir, resume=resume, digest=digest)
+    return [
+        _finish_seed(seed, out_dir, dense[seed], pt.get(seed), population, selected[seed], records[seed], info[seed])
+        for seed in seeds
+    ]
+
+
+def _seed_after_dense(
+    dataset,
+    cfg: LegcnetConfig,
+    seed: int,
+    out_dir: Path,
+    dense: DenseRun,
+    pt_decision: dict | None,
+    population: dict,
+    *,
+    resume: bool,
+    digest: str | None,
+) -> dict:
+    """Select and retrain stages of one seed whose dense stage is done; the seed's results."""
+    return _seeds_after_dense(
+        [dataset],
+        cfg,
+        [seed],
+        out_dir,
+        {seed: dense},
+        {seed: pt_decision} if pt_decision else {},
+        population,
+        resume=resume,
+        digest=digest,
+    )[0]
 
 
 def run_seed(
@@ -726,17 +849,14 @@ def _run_seeds(
     """Every seed's stages, then the controls; the results dict of `run`."""
     from jaxprune import controls
 
-    # stage-major: the dense stage of every seed as one population, then per seed the select
-    # stage and the retraining of its masks as one population, then the controls
+    # stage-major: the dense stage of every seed as one population, the select stage of every
+    # seed, the retraining of all seeds' masks as one population, then the controls
     datas = [dataset(seed) if callable(dataset) else dataset for seed in seeds]
     if reuse_dense_from is not None:
         for seed, data in zip(seeds, datas, strict=True):
             rundir.reuse_dense(Path(reuse_dense_from), out_dir, seed, dense_stage_digest(cfg, data, seed))
     dense, pt, pop = dense_population_stage(datas, cfg, seeds, out_dir, resume=resume, digest=digest, progress=progress)
-    per_seed = [
-        _seed_after_dense(data, cfg, seed, out_dir, dense[seed], pt.get(seed), pop, resume=resume, digest=digest)
-        for seed, data in zip(seeds, datas, strict=True)
-    ]
+    per_seed = _seeds_after_dense(datas, cfg, seeds, out_dir, dense, pt, pop, resume=resume, digest=digest)
     return {
         "dataset": first.name,
         "config": cfg.to_dict(),

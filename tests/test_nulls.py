@@ -282,6 +282,10 @@ def test_batched_draws_equal_the_per_draw_loop(widths, batch_draws, monkeypatch)
     kw = dict(seed=3, mask="legcnet_ft", real_outcome=real, other_le=other, calibration=True)
     want = _reference_null_controls(le, risk, CFG, layout, ncfg, **kw)
     monkeypatch.setattr(nulls, "BATCH_BYTES", batch_draws * n * (layout.n_weights) * 8)
+    # several stacks: kernel calls of 512 series, so draws straddle calls (and one call holds
+    # parts of two stacks); one stack: the default call width, one padded call per control
+    width = 512 if batch_draws == 2 else nulls.GRANGER_CALL_COLUMNS
+    monkeypatch.setattr(nulls, "GRANGER_CALL_COLUMNS", width)
     calls = []
     real_granger = select_stage.granger_on_le
     monkeypatch.setattr(
@@ -289,9 +293,12 @@ def test_batched_draws_equal_the_per_draw_loop(widths, batch_draws, monkeypatch)
     )
     recs, calib = nulls.null_controls(le, risk, CFG, layout, ncfg, **kw)
     w = sum(r["n_sampled"] for r in recs if r["control"] == "shuffle")
-    per_call = min(batch_draws, 5) if w >= 256 else 1
     # shuffle and surrogate: 5 draws each; crossseed: 2
-    assert len(calls) == 2 * -(-5 // per_call) + -(-2 // per_call)
+    if w >= 256:  # fixed-width calls (one compiled kernel), the draws' series side by side
+        assert len(calls) == 2 * -(-5 * w // width) + -(-2 * w // width)
+        assert set(calls) == {(n, width)}
+    else:  # below one chunk: one call per draw
+        assert len(calls) == 2 * 5 + 2 and set(calls) == {(n, w)}
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in recs] == want[0]
     assert calib == want[1]
     assert {r["control"] for r in recs} == {"shuffle", "surrogate", "crossseed"}
@@ -380,3 +387,30 @@ def test_iaaft_numpy_equals_the_jitted_kernel(shape, iterations):
     got = nulls._iaaft_numpy(x, start, iterations)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(np.sort(got, axis=0), np.sort(x, axis=0))  # exact values
+
+
+@pytest.mark.parametrize("shape,iterations", [((40, 9), 3), ((248, 700), 10), ((61, 50), 10), ((25, 300), 4)])
+def test_iaaft_series_major_equals_the_time_major_form(shape, iterations):
+    """The IAAFT on the transposed (series-major) layout gives the time-major form's numbers bit
+    for bit, ties in values and start included: the faster layout changes no null draw."""
+    rng = np.random.default_rng(shape[1])
+    x = np.cumsum(rng.standard_normal(shape), axis=0)
+    x[:, :3] = np.round(x[:, :3])  # ties in the values
+    start = nulls.shuffle_series(x, rng)
+    start[:, 3:5] = np.round(start[:, 3:5])  # and in the start
+    x[:, 5] = 2.0  # a constant series: its spectrum step gives tied values
+    want = nulls._iaaft_numpy_time_major(x, start, iterations)
+    np.testing.assert_array_equal(nulls._iaaft_numpy(x, start, iterations), want)
+
+
+def test_rank_order_of_rows_with_ties_is_the_stable_order():
+    """The IAAFT rank step's fast path (unstable argsort, tied rows re-ranked stably) places the
+    values exactly as a stable argsort of every row, for rows with and without ties."""
+    rng = np.random.default_rng(7)
+    s = rng.standard_normal((50, 31))
+    s[::3] = np.round(s[::3])  # every third row with ties
+    s[4] = 1.0  # one row all tied
+    vals = np.sort(rng.standard_normal((50, 31)), axis=1)
+    want = np.empty_like(s)
+    np.put_along_axis(want, np.argsort(s, axis=1, kind="stable"), vals, axis=1)
+    np.testing.assert_array_equal(nulls._rank_order_rows(s, vals), want)
