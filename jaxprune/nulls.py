@@ -399,10 +399,10 @@ def _slice_outcome(out, sl: slice):
 
 
 # Series per Granger kernel call of the null controls (a multiple of the kernel's 256-weight
-# chunk). Every stacked call has exactly this width (the last one padded, the padding dropped), so
-# the kernel compiles once per (windows, maxlag) for all controls, draws and seeds of a run: a
-# new call width costs a compile of ~16 s CPU at 248 windows on this 2-core CPU (7 s at 25),
-# against ~0.6 s to test one call of 8,192 series at 248 windows.
+# chunk): bounds a call's host and device memory. `granger_tests` cuts every call into its
+# fixed blocks, so the kernel compiles once per (windows, maxlag) for all controls, draws and
+# seeds of a run, whatever the call widths (a new width used to cost a compile of ~16 s CPU at
+# 248 windows on this 2-core CPU, against ~0.6 s to test one call of 8,192 series).
 GRANGER_CALL_COLUMNS = 8192
 
 
@@ -438,10 +438,10 @@ def _draw_outcomes(control, x_real, risk, cfg, ncfg, rng, k, draws):
     """The `GrangerOutcome` of each of the `k` draws of `control`, in draw order.
 
     Draws are generated in stacks (`BATCH_BYTES` per op: one shuffle / IAAFT op per stack), laid
-    side by side along the weight axis (draw-major) and tested in kernel calls of exactly
+    side by side along the weight axis (draw-major) and tested in kernel calls of
     `GRANGER_CALL_COLUMNS` series (a call may hold the end of one draw and the start of the
-    next; the last call is padded with copies of a series, dropped): one compiled kernel for
-    every call of a run. Each weight's statistics depend only on its own series and on the
+    next; the last call holds the rest): one compiled kernel for every call of a run
+    (`granger_tests`' fixed blocks). Each weight's statistics depend only on its own series and on the
     kernel's chunk size, which these calls keep when a draw has at least one chunk of weights:
     then the outcomes equal one call per draw exactly. Smaller draws (fewer weights than a
     chunk, where the single call would use a smaller chunk) are tested one call per draw.
@@ -460,12 +460,9 @@ def _draw_outcomes(control, x_real, risk, cfg, ncfg, rng, k, draws):
     n_tested = 0
 
     def test(cols):
-        # every series of one fixed-width call, on this process's devices
-        real = cols.shape[1]
-        if real < width:  # the last call: pad with copies of its last series
-            cols = np.concatenate([cols, np.repeat(cols[:, -1:], width - real, axis=1)], axis=1)
-        out = select_stage.granger_on_le(cols, risk, cfg, local=True)
-        return _slice_outcome(out, slice(0, real))
+        # at most `width` series per call, on this process's devices; `granger_tests` runs any
+        # width in its fixed blocks (the same compiled program), so the last call is not padded
+        return select_stage.granger_on_le(cols, risk, cfg, local=True)
 
     def complete_draws():
         nonlocal tested, n_tested

@@ -531,6 +531,9 @@ def retrain_seeds_population(
             [m[4] for m in members],
             [m[0] for m in members],
             memory_budget_bytes=budget,
+            # the run keeps per-epoch training accuracy and loss (rundir.save_retrained); the test
+            # metrics come from the final params: no test pass after every epoch
+            test_history=False,
         )
         seconds = time.perf_counter() - t0
         for i, (seed, _, _, name, _) in enumerate(members):
