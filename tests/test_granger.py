@@ -380,14 +380,14 @@ def test_min_pvalue():
 
 def test_float32_error_bound():
     rng = np.random.default_rng(10)
-    n, L = 254, 14
+    n, L = 254, 14  # 5 causes: the float64 side reuses test_parity_maxlag14's compiled shape
     y = _ar(rng, n, 0.5)
-    x = np.concatenate([rng.standard_normal((4, n)), np.cumsum(rng.standard_normal((4, n)), -1)])
+    x = np.concatenate([rng.standard_normal((2, n)), np.cumsum(rng.standard_normal((3, n)), -1)])
     r64 = granger_tests(y, x, maxlag=L)
     r32 = granger_tests(y.astype(np.float32), x.astype(np.float32), maxlag=L)
     assert r32.ssr_chi2test.pvalue.dtype == jnp.float32
     ok = np.asarray(r32.status) == Status.OK
-    assert ok.sum() >= 6
+    assert ok.sum() == 5
     s64 = np.asarray(r64.ssr_ftest.statistic)[ok]
     s32 = np.asarray(r32.ssr_ftest.statistic)[ok]
     p64 = np.asarray(r64.ssr_chi2test.pvalue)[ok]
