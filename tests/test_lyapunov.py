@@ -280,10 +280,12 @@ def test_float32_fast_mode():
 
 def test_general_path_fallback_when_range_exceeds_r():
     """eps0 = r / interval < 1 for one window of a chunk: the boxed path must be taken."""
-    traj = _traj(T=140, W=4).astype(np.float64)
+    # test_windowed_matches_numpy_and_lyap_r's shape and settings (r = 20): its compiled program
+    traj = _traj(T=230, W=9)
     traj[:, 3] *= 5e4  # interval > r = 20 in this weight
-    got = windowed_le(traj, mode="parity")
-    np.testing.assert_allclose(got.le, windowed_le_numpy(traj), atol=1e-12, rtol=0)
+    got = windowed_le(traj, r=20.0, mode="parity")
+    assert np.isfinite(got.le[:, 3]).all()
+    np.testing.assert_allclose(got.le, windowed_le_numpy(traj.astype(np.float64), r=20.0), atol=1e-12, rtol=0)
 
 
 # ----------------------------------------------------------------------------- one-box kernel
