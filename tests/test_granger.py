@@ -354,10 +354,10 @@ def test_batched_chunked_jit_consistency():
 
 def test_no_recompilation():
     rng = np.random.default_rng(8)
-    y = rng.standard_normal(70)
-    granger_tests(y, rng.standard_normal((5, 70)), maxlag=4)
+    y = rng.standard_normal(90)  # (3, 90), maxlag 4: test_min_pvalue's shape, compiled once
+    granger_tests(y, rng.standard_normal((3, 90)), maxlag=4)
     before = _granger_jit._cache_size()
-    granger_tests(rng.standard_normal(70), rng.standard_normal((5, 70)), maxlag=4)
+    granger_tests(rng.standard_normal(90), rng.standard_normal((3, 90)), maxlag=4)
     assert _granger_jit._cache_size() == before
 
 
