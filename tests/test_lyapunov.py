@@ -280,10 +280,12 @@ def test_float32_fast_mode():
 
 def test_general_path_fallback_when_range_exceeds_r():
     """eps0 = r / interval < 1 for one window of a chunk: the boxed path must be taken."""
-    traj = _traj(T=140, W=4).astype(np.float64)
+    # test_windowed_matches_numpy_and_lyap_r's shape and settings (r = 20): its compiled program
+    traj = _traj(T=230, W=9)
     traj[:, 3] *= 5e4  # interval > r = 20 in this weight
-    got = windowed_le(traj, mode="parity")
-    np.testing.assert_allclose(got.le, windowed_le_numpy(traj), atol=1e-12, rtol=0)
+    got = windowed_le(traj, r=20.0, mode="parity")
+    assert np.isfinite(got.le[:, 3]).all()
+    np.testing.assert_allclose(got.le, windowed_le_numpy(traj.astype(np.float64), r=20.0), atol=1e-12, rtol=0)
 
 
 # ----------------------------------------------------------------------------- one-box kernel
@@ -360,24 +362,30 @@ def test_onebox_kernel_reference_set(ref):
             continue
         if 50 - (o["m"] - 1) * o["d"] - o["s"] > ly._DIAG_MAX_N:
             continue  # longer windows take the candidate loop (the previous kernel)
-        for L in (50,):
-            for fmt, src in (("%.17g", z["series"]), ("%f", z["series_f6"])):
-                cases = _cases(z, p, fmt, L)
-                x = np.stack([src[z["case_series"][c], :L] for c in cases])
-                rng_ = np.ptp(x, axis=1)
-                keep = (z["case_status"][cases] == "ok") & (rng_ > 0) & (rng_ < o["r"])
-                cases, x = cases[keep], x[keep]
-                best, d1, dmin = jax.device_get(_onebox(x, m=o["m"], d=o["d"], t=o["t"], s=o["s"]))
-                S, found, skipped = _sums(best, d1, dmin)
-                full = jax.device_get(lyap_r(x, **o))
-                for k, c in enumerate(cases):
-                    np.testing.assert_array_equal(found[:, k], z["found"][c, :2], err_msg=str(c))
-                    np.testing.assert_allclose(S[:, k], z["curves_full"][c, :2], atol=1e-12, rtol=0, err_msg=str(c))
-                _check_rows(x, best, d1, o["m"], o["d"], o["t"], o["s"])  # float64 bits
-                np.testing.assert_allclose(S.T, full.S[:, :2], atol=1e-14, rtol=0)
-                np.testing.assert_array_equal(found.T, full.found[:, :2])
-                np.testing.assert_array_equal(skipped, full.skipped)
-                n += len(cases)
+        L = 50
+        # both input formats in one batch (series are independent): one compile per option set
+        cases = np.concatenate([_cases(z, p, "%.17g", L), _cases(z, p, "%f", L)])
+        x = np.stack(
+            [
+                (z["series"] if z["case_format"][c] == "%.17g" else z["series_f6"])[z["case_series"][c], :L]
+                for c in cases
+            ]
+        )
+        rng_ = np.ptp(x, axis=1)
+        keep = (z["case_status"][cases] == "ok") & (rng_ > 0) & (rng_ < o["r"])
+        cases, x = cases[keep], x[keep]
+        assert set(z["case_format"][cases]) == {"%.17g", "%f"}
+        best, d1, dmin = jax.device_get(_onebox(x, m=o["m"], d=o["d"], t=o["t"], s=o["s"]))
+        S, found, skipped = _sums(best, d1, dmin)
+        full = jax.device_get(lyap_r(x, **o))
+        for k, c in enumerate(cases):
+            np.testing.assert_array_equal(found[:, k], z["found"][c, :2], err_msg=str(c))
+            np.testing.assert_allclose(S[:, k], z["curves_full"][c, :2], atol=1e-12, rtol=0, err_msg=str(c))
+        _check_rows(x, best, d1, o["m"], o["d"], o["t"], o["s"])  # float64 bits
+        np.testing.assert_allclose(S.T, full.S[:, :2], atol=1e-14, rtol=0)
+        np.testing.assert_array_equal(found.T, full.found[:, :2])
+        np.testing.assert_array_equal(skipped, full.skipped)
+        n += len(cases)
     assert n > 50
 
 
