@@ -660,11 +660,11 @@ def granger_tests(
     return _reshape_result(res, batch)
 
 
-# Lanes (weights) per compiled call of `granger_tests` outside a trace, in chunks: a batch is
-# cut into blocks of this many chunks (a smaller batch is padded to a power-of-two number of
-# chunks), so the compiled program depends on the series length, maxlag and dtype but not on
-# the batch size: the FT series, the null controls' stacked draws and a user's own batch share
-# one program (each new shape costs ~6 s of compilation on a 2-core CPU).
+# Lanes (weights) per compiled call of `granger_tests` outside a trace, in chunks: a batch of
+# more than this many chunks is cut into blocks of this size, so the compiled program depends on
+# the series length, maxlag and dtype but not on the batch size: the FT series, the null
+# controls' stacked draws and a user's own large batch share one program (each new shape costs
+# ~6 s of compilation on a 2-core CPU). A smaller batch is one call of its own shape.
 BLOCK_CHUNKS = 8
 
 
@@ -676,19 +676,18 @@ def _rows(a, start, *, rows):
 
 def _granger_blocked(yb, xb, maxlag: int, chunk_size: int, tol: float) -> GrangerResult:
     """`_granger_jit` over fixed-size blocks of the batch (`BLOCK_CHUNKS`): a batch of at most
-    one block is zero-padded to ``chunk_size * 2**k`` lanes; a longer one runs in blocks, the
-    last starting at ``b - block`` (overlapping the one before it, no padding). Every lane's
-    result is computed by the same chunk kernel as in one call, so the results do not depend
-    on the blocking."""
+    one block is one call; a longer one runs in blocks, the last starting at ``b - block``
+    (overlapping the one before it, no padding). Every lane goes through the same chunk kernel
+    as in one call; p-values may differ from one call over the whole batch in the last bit
+    (the odd-lag F continued fraction iterates until every lane of its call has converged)."""
     b = xb.shape[0]
     block = chunk_size * BLOCK_CHUNKS
     shared = yb.shape[0] == 1
     run = functools.partial(_granger_jit, maxlag=maxlag, chunk_size=chunk_size, tol=tol)
     if b <= block:
-        lanes = chunk_size * (1 << max(0, math.ceil(math.log2(-(-b // chunk_size)))))
-        pad = ((0, lanes - b), (0, 0))
-        res = run(yb if shared else jnp.pad(yb, pad), jnp.pad(xb, pad))
-        return _take_lanes(res, slice(0, b))
+        # one call as the batch is (a small batch compiles its own program): the same numbers
+        # as the weight-sharded path (`jaxprune.sharding`), whose shards are single calls
+        return _granger_jit(yb, xb, maxlag=maxlag, chunk_size=min(chunk_size, b), tol=tol)
     parts = []
     for b0 in range(0, b, block):
         a = min(b0, b - block)
