@@ -8,14 +8,13 @@ Two analyses of the same dense runs: all 41,000 weights (``OUT/all_weights``), a
 original's last two layers only (``OUT/last_two_layers``, 1,800 weights; the dense stage is
 reused, only the Granger analysis and the retraining run again). ``OUT/report.md`` compares them.
 
-Runtime on this project's 2-core CPU (jax 0.10.2): mnist5k ``--quick --seeds 5`` (populations,
-2026-12-03): the all-weights analysis has its dense population of 5 after 84 s, the select
-stage and retraining after 3.8 min, the null controls after 5.5 min; its curves (75 nets in one
-population, frozen members still computed) ran over 10 min and the run was stopped there, so the
-whole quick study takes well over 20 min. Before the populations, ``--quick --seeds 3`` took
-about 440 s for both analyses without the null controls and curves. The full config (parity
-LE, PT baselines, 5 seeds, 19 null draws, curves at 0.1..0.9: ``docs/example_mnist5k``) took
-73 min with the CPU shared with other jobs. Full MNIST (50 epochs of 383 steps on 49,000 training images) wants a GPU.
+Runtime on this project's 2-core CPU (jax 0.10.2): mnist5k ``--quick --seeds 5`` was stopped after
+16 min in the all-weights curves before the joint retraining populations and their compaction
+(2026-12-03); it was not re-measured since. A net-epoch costs 12-15 ms there (~1 GFLOP), and the
+quick study retrains about 2 x (25 + 75) nets of up to 400 epochs, so it needs 15-18 min of
+retraining alone (README, Speed). The full config (parity LE, PT baselines, 5 seeds, 19 null
+draws, curves at 0.1..0.9: ``docs/example_mnist5k``) took 73 min with the CPU shared with other
+jobs. Full MNIST (50 epochs of 383 steps on 49,000 training images) wants a GPU.
 """
 
 from __future__ import annotations
