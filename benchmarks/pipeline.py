@@ -65,6 +65,24 @@ def _fit(trainer: Trainer):
     return res, c
 
 
+def _in_epoch_le_cost(c_le: Clock, c_plain: Clock, c_sa: Clock) -> dict:
+    """Training with the kernel, without it, their difference (the in-epoch LE) and its ratio
+    to the standalone kernel on the same windows, wall and CPU seconds."""
+    le_wall, le_cpu = c_le.wall - c_plain.wall, c_le.cpu - c_plain.cpu
+    return {
+        "train_with_le_wall": c_le.wall,
+        "train_with_le_cpu": c_le.cpu,
+        "train_plain_wall": c_plain.wall,
+        "train_plain_cpu": c_plain.cpu,
+        "in_epoch_le_wall": le_wall,
+        "in_epoch_le_cpu": le_cpu,
+        "standalone_le_wall": c_sa.wall,
+        "standalone_le_cpu": c_sa.cpu,
+        "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
+        "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
+    }
+
+
 def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
     """In-epoch LE vs plain training + standalone kernel on the same windows.
 
@@ -93,23 +111,12 @@ def stage_dense(ds, cfg, seed: int, tmp: Path) -> dict:
     got = np.asarray(with_le.window_outputs["le"])
     diff = float(np.nanmax(np.abs(got - sa.le[:n_win]))) if n_win else float("nan")
     same = bool(np.array_equal(got, sa.le[:n_win], equal_nan=True))
-    le_wall = c_le.wall - c_plain.wall
-    le_cpu = c_le.cpu - c_plain.cpu
     return {
         "epochs": tcfg.epochs,
         "steps": int(with_le.steps),
         "windows": n_win,
         "weights": int(with_le.n_weights),
-        "train_with_le_wall": c_le.wall,
-        "train_with_le_cpu": c_le.cpu,
-        "train_plain_wall": c_plain.wall,
-        "train_plain_cpu": c_plain.cpu,
-        "in_epoch_le_wall": le_wall,
-        "in_epoch_le_cpu": le_cpu,
-        "standalone_le_wall": c_sa.wall,
-        "standalone_le_cpu": c_sa.cpu,
-        "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
-        "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
+        **_in_epoch_le_cost(c_le, c_plain, c_sa),
         "max_abs_le_diff": diff,
         "le_identical_to_standalone": same,
         "_le": got,
@@ -125,17 +132,9 @@ def stage_dense_population(cfg, datasets, seeds) -> dict:
     in-epoch LE cost is (training with the kernel) - (the same training with a kernel that
     returns zeros); the standalone `windowed_le` runs on the same windows, each member's
     trajectory rebuilt from its windows, and must give the identical LE."""
-    from jaxprune.dense_population import DensePopulationTrainer, le_host_fn
+    from jaxprune.dense_population import le_host_fn, population_inputs
 
-    first = datasets[0]
-    tr = DensePopulationTrainer(
-        cfg.train,
-        n_features=first.x_train.shape[1],
-        n_classes=first.n_classes,
-        n_train=first.x_train.shape[0],
-        n_test=first.x_test.shape[0],
-    )
-    arrays = [np.stack([getattr(d, k) for d in datasets]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    tr, arrays = population_inputs(datasets, cfg.train)
     kernel, windows = le_host_fn(cfg), []
 
     def none(w):  # same calls, no kernel: the training's own cost
@@ -161,21 +160,11 @@ def stage_dense_population(cfg, datasets, seeds) -> dict:
     with Clock() as c_sa:
         sa = [lyapunov.windowed_le(t, **kw).le for t in trajs]
     same = all(np.array_equal(r.le, s, equal_nan=True) for r, s in zip(runs, sa))
-    le_wall, le_cpu = c_le.wall - c_plain.wall, c_le.cpu - c_plain.cpu
     return {
         "members": P,
         "windows": len(windows),
         "weights": nw,
-        "train_with_le_wall": c_le.wall,
-        "train_with_le_cpu": c_le.cpu,
-        "train_plain_wall": c_plain.wall,
-        "train_plain_cpu": c_plain.cpu,
-        "in_epoch_le_wall": le_wall,
-        "in_epoch_le_cpu": le_cpu,
-        "standalone_le_wall": c_sa.wall,
-        "standalone_le_cpu": c_sa.cpu,
-        "in_epoch_over_standalone_cpu": le_cpu / c_sa.cpu,
-        "in_epoch_over_standalone_wall": le_wall / c_sa.wall,
+        **_in_epoch_le_cost(c_le, c_plain, c_sa),
         "le_identical_to_standalone": bool(same),
     }
 

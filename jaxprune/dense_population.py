@@ -68,7 +68,7 @@ from jaxprune.windows import steps_per_epoch
 
 PyTree = Any
 
-__all__ = ["DensePopulationTrainer", "fit_dense_population"]
+__all__ = ["DensePopulationTrainer", "equal_chunk", "fit_dense_population", "population_inputs"]
 
 # compiled epochs shared by every trainer of the same program (architecture, config, data
 # shapes, member count): a new run in the same process does not recompile
@@ -307,8 +307,7 @@ class DensePopulationTrainer:
         sample_idx = [np.zeros(0, np.int64)] * P if sample_idx is None else [np.asarray(s) for s in sample_idx]
         epochs = self.config.epochs if epochs is None else int(epochs)
         C = int(chunk_size) if chunk_size is not None else self.chunk_size(P, memory_budget_bytes)
-        C = max(1, min(C, P))
-        C = math.ceil(P / math.ceil(P / C))  # equal chunks: less padding computed for nothing
+        C = equal_chunk(P, C)
         runs: list[DenseRun] = []
         for c in range(math.ceil(P / C)):
             members = np.arange(c * C, min((c + 1) * C, P))
@@ -465,6 +464,32 @@ def le_host_fn(cfg) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     return fn
 
 
+def equal_chunk(n_members: int, chunk: int) -> int:
+    """The chunk size `fit` trains `n_members` with at most `chunk` per chunk: the same number
+    of chunks, of equal size (``ceil(P / n_chunks)``), so the padding computed for nothing
+    stays below one member per chunk."""
+    chunk = max(1, min(int(chunk), n_members))
+    return math.ceil(n_members / math.ceil(n_members / chunk))
+
+
+def population_inputs(datasets: Sequence, config: TrainConfig) -> tuple[DensePopulationTrainer, list[np.ndarray]]:
+    """The trainer for the seeds' `jaxprune.data.Dataset` splits (same shapes and classes, else
+    a ValueError) and `fit`'s stacked data: ``[x_train (P, n, f), y_train (P, n), x_test
+    (P, m, f), y_test (P, m)]``."""
+    first = datasets[0]
+    shapes = {(d.x_train.shape, d.x_test.shape, d.n_classes) for d in datasets}
+    if len(shapes) != 1:
+        raise ValueError(f"the seeds' data splits differ in shape: {sorted(shapes)}")
+    trainer = DensePopulationTrainer(
+        config,
+        n_features=first.x_train.shape[1],
+        n_classes=first.n_classes,
+        n_train=first.x_train.shape[0],
+        n_test=first.x_test.shape[0],
+    )
+    return trainer, [np.stack([getattr(d, k) for d in datasets]) for k in ("x_train", "y_train", "x_test", "y_test")]
+
+
 def fit_dense_population(
     datasets: Sequence,
     cfg,
@@ -489,17 +514,7 @@ def fit_dense_population(
     seeds = [int(s) for s in seeds]
     if len(datasets) != len(seeds):
         raise ValueError(f"{len(datasets)} data sets for {len(seeds)} seeds")
-    first = datasets[0]
-    shapes = {(d.x_train.shape, d.x_test.shape, d.n_classes) for d in datasets}
-    if len(shapes) != 1:
-        raise ValueError(f"the seeds' data splits differ in shape: {sorted(shapes)}")
-    trainer = DensePopulationTrainer(
-        cfg.train,
-        n_features=first.x_train.shape[1],
-        n_classes=first.n_classes,
-        n_train=first.x_train.shape[0],
-        n_test=first.x_test.shape[0],
-    )
+    trainer, arrays = population_inputs(datasets, cfg.train)
     samples = [verify_sample_indices(trainer.n_weights, cfg.verify_sample, s) for s in seeds]
     budget = budget_bytes(cfg) if memory_budget_bytes is None else memory_budget_bytes
     C = chunk_size if chunk_size is not None else trainer.chunk_size(len(seeds), budget)
@@ -515,10 +530,7 @@ def fit_dense_population(
     t0 = time.perf_counter()
     runs = trainer.fit(
         seeds,
-        np.stack([d.x_train for d in datasets]),
-        np.stack([d.y_train for d in datasets]),
-        np.stack([d.x_test for d in datasets]),
-        np.stack([d.y_test for d in datasets]),
+        *arrays,
         le_fn=timed_le,
         sample_idx=samples,
         target_accuracy=cfg.retrain.target_accuracy,
@@ -528,6 +540,10 @@ def fit_dense_population(
     )
     seconds = time.perf_counter() - t0
     runs = [dataclasses.replace(r, seconds=seconds / len(seeds)) for r in runs]
-    C = math.ceil(len(seeds) / math.ceil(len(seeds) / max(1, min(int(C), len(seeds)))))  # as fit balances it
-    info = {"seconds": seconds, "le_seconds": le_seconds[0], "members": len(seeds), "chunk_size": int(C)}
+    info = {
+        "seconds": seconds,
+        "le_seconds": le_seconds[0],
+        "members": len(seeds),
+        "chunk_size": equal_chunk(len(seeds), C),
+    }
     return runs, {**info, "traces": trainer.traces}
