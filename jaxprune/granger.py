@@ -652,11 +652,13 @@ def granger_tests(
     if b == 0:
         raise ValueError("x has an empty batch")
     chunk_size = int(max(1, chunk_size))
-    if _is_concrete(xb) and _is_concrete(yb):
+    if b > chunk_size * BLOCK_CHUNKS and _is_concrete(xb) and _is_concrete(yb):
         res = _granger_blocked(yb, xb, maxlag, chunk_size, float(collinear_tol))
-    else:  # inside a trace: one call (the caller's program holds it)
-        chunk = min(chunk_size, b)
-        res = _granger_jit(yb, xb, maxlag=maxlag, chunk_size=chunk, tol=float(collinear_tol))
+    else:
+        # one call: inside a trace (the caller's program holds it), or a batch of at most one
+        # block (its own program; the same numbers as the weight-sharded path, `jaxprune.
+        # sharding`, whose shards are single calls)
+        res = _granger_jit(yb, xb, maxlag=maxlag, chunk_size=min(chunk_size, b), tol=float(collinear_tol))
     return _reshape_result(res, batch)
 
 
@@ -675,19 +677,15 @@ def _rows(a, start, *, rows):
 
 
 def _granger_blocked(yb, xb, maxlag: int, chunk_size: int, tol: float) -> GrangerResult:
-    """`_granger_jit` over fixed-size blocks of the batch (`BLOCK_CHUNKS`): a batch of at most
-    one block is one call; a longer one runs in blocks, the last starting at ``b - block``
-    (overlapping the one before it, no padding). Every lane goes through the same chunk kernel
-    as in one call; p-values may differ from one call over the whole batch in the last bit
-    (the odd-lag F continued fraction iterates until every lane of its call has converged)."""
+    """`_granger_jit` over fixed-size blocks of a batch longer than one block (`BLOCK_CHUNKS`
+    chunks), the last block starting at ``b - block`` (overlapping the one before it, no
+    padding). Every lane goes through the same chunk kernel as in one call; p-values may differ
+    from one call over the whole batch in the last bit (the odd-lag F continued fraction
+    iterates until every lane of its call has converged)."""
     b = xb.shape[0]
     block = chunk_size * BLOCK_CHUNKS
     shared = yb.shape[0] == 1
     run = functools.partial(_granger_jit, maxlag=maxlag, chunk_size=chunk_size, tol=tol)
-    if b <= block:
-        # one call as the batch is (a small batch compiles its own program): the same numbers
-        # as the weight-sharded path (`jaxprune.sharding`), whose shards are single calls
-        return _granger_jit(yb, xb, maxlag=maxlag, chunk_size=min(chunk_size, b), tol=tol)
     parts = []
     for b0 in range(0, b, block):
         a = min(b0, b - block)
