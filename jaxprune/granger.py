@@ -195,8 +195,9 @@ def _f_sf_cf(f, dfn, dfd, max_iter=300):
     f: (..., m) finite or not, >= 0; dfn, dfd: numpy ints (m,) (static, per last-axis column).
     Modified Lentz as ``jax.scipy.special.betainc``, but (i) both x = dfd / (dfd + dfn f) and
     1 - x = dfn f / (dfd + dfn f) are formed without cancellation, (ii) log B(a, b) is a numpy
-    constant per column, and (iii) the loop stops once every element has |step - 1| <= 4 eps
-    (``betainc`` asks for < eps / 2, which a step rounding to 1 +- eps never meets, so it runs
+    constant per column, and (iii) each element stops (keeps its value) once |step - 1| <= 4 eps,
+    so its p-value does not depend on the rest of the batch; the loop ends when every element
+    has stopped (``betainc`` asks for < eps / 2, which a step rounding to 1 +- eps never meets, so it runs
     its full 600 iterations: 5 us per value, most of the Granger p-value time). NaN elements do
     not hold the loop. Where x > (a + 1) / (a + b + 2) the symmetric form 1 - I_{1-x}(b, a) is
     used (the fraction converges fast there; the result is >~ 0.4, so no cancellation).
@@ -235,19 +236,21 @@ def _f_sf_cf(f, dfn, dfd, max_iter=300):
         return (m <= max_iter) & jnp.any(live)
 
     def body(carry):
-        m, c, d, h, live = carry
+        m, c0, d0, h0, live = carry
         mf = m.astype(dt)
         num = mf * (b - mf) * xx / ((a + 2 * mf - 1) * (a + 2 * mf))
-        d = 1 / clamp(1 + num * d)
-        c = clamp(1 + num / c)
-        h = h * d * c
+        d = 1 / clamp(1 + num * d0)
+        c = clamp(1 + num / c0)
+        h = h0 * d * c
         num = -(a + mf) * (a + b + mf) * xx / ((a + 2 * mf) * (a + 2 * mf + 1))
         d = 1 / clamp(1 + num * d)
         c = clamp(1 + num / c)
         step = d * c
         h = h * step
-        live = live & (jnp.abs(step - 1) > 4 * eps)
-        return m + 1, c, d, h, live
+        # a converged element keeps its value: its result never depends on how long the other
+        # elements of the batch keep the loop running
+        keep = lambda new, old: jnp.where(live, new, old)  # noqa: E731
+        return m + 1, keep(c, c0), keep(d, d0), keep(h, h0), live & (jnp.abs(step - 1) > 4 * eps)
 
     h = lax.while_loop(cond, body, (jnp.asarray(1), c, d, h, live0))[3]
     ib = front * h
@@ -679,9 +682,9 @@ def _rows(a, start, *, rows):
 def _granger_blocked(yb, xb, maxlag: int, chunk_size: int, tol: float) -> GrangerResult:
     """`_granger_jit` over fixed-size blocks of a batch longer than one block (`BLOCK_CHUNKS`
     chunks), the last block starting at ``b - block`` (overlapping the one before it, no
-    padding). Every lane goes through the same chunk kernel as in one call; p-values may differ
-    from one call over the whole batch in the last bit (the odd-lag F continued fraction
-    iterates until every lane of its call has converged)."""
+    padding). Every lane goes through the same chunk kernel as in one call, and no lane's
+    result depends on the other lanes (the odd-lag F continued fraction stops per lane): the
+    results equal one call over the whole batch bit for bit (test)."""
     b = xb.shape[0]
     block = chunk_size * BLOCK_CHUNKS
     shared = yb.shape[0] == 1

@@ -296,3 +296,61 @@ def test_compaction_drops_frozen_members_with_the_same_results(setup, monkeypatc
     np.testing.assert_array_equal(quiet.epochs, ref.epochs)
     np.testing.assert_array_equal(quiet.history["train_accuracy"], ref.history["train_accuracy"])
     assert _max_diff(quiet.params, ref.params) < 1e-12
+
+
+@pytest.mark.timeout(240)
+def test_members_sharing_a_seed_train_as_groups_with_the_same_results(setup, monkeypatch):
+    """Members that share a seed (and split) train as groups of one batch order (the batch is
+    gathered once per group): every member equals the ungrouped population (float64), also with
+    the members interleaved, groups cut by the chunk size and padded, frozen members compacted,
+    and per-member data."""
+    import jaxprune.population as population
+
+    ds, cfg, inits, masks, _, free = setup
+    seeds = [3, 11, 3, 5, 11, 3, 5, 11]  # groups of 3, 3 and 2, interleaved
+    kw = dict(
+        init_params=[inits[i % 3] for i in range(8)],
+        masks=[masks[(i + 1) % 3] for i in range(8)],
+        target_train_accuracy=float(free.history["train_accuracy"][1, 2]),
+    )
+    fresh = lambda: PopulationTrainer(  # noqa: E731
+        TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )
+
+    def same(a, b):
+        np.testing.assert_array_equal(a.epochs, b.epochs)
+        for k in b.history:
+            np.testing.assert_allclose(a.history[k], b.history[k], atol=1e-12)
+        assert _max_diff(a.params, b.params) < 1e-12
+
+    with monkeypatch.context() as m:
+        m.setattr(population, "GROUP_MAX_PADDING", 0.0)  # no groups: the plain vmapped population
+        plain = fresh()
+        ref = plain.fit(seeds, compact=False, **kw)
+    assert ref.group_size == 1 and len(set(ref.epochs.tolist())) >= 2  # members froze at different epochs
+    tr = fresh()
+    got = tr.fit(seeds, compact=False, **kw)
+    assert (got.group_size, got.chunk_size) == (3, 9)  # 3 groups of 3 slots, one padding slot
+    same(got, ref)
+    tr.fit(seeds[::-1], init_params=inits[0], masks=[masks[i % 3] for i in range(8)], epochs=1)
+    assert tr.compile_count == 1  # other members, masks, order: the same grouped program
+    # groups cut to the chunk size: pieces of 2 (2 + 1, 2 + 1, 2) in 5 chunks of one group
+    cut = fresh().fit(seeds, compact=False, chunk_size=2, **kw)
+    assert (cut.group_size, cut.chunk_size, cut.n_chunks) == (2, 2, 5)
+    same(cut, ref)
+    # compaction of groups: frozen members leave, groups shrink to the most active members
+    monkeypatch.setattr(population, "COMPACT_MIN_FLOPS", 0.0)
+    comp = fresh()
+    same(comp.fit(seeds, **kw), ref)
+    sizes = sorted(n for n, _ in comp._compiled.values())
+    assert sizes[-1] == 9 and sizes[0] < 9, sizes
+    # per-member data: a seed's members on two splits form two groups
+    ds2 = data.load_dataset("digits", seed=1)
+    split = [ds, ds, ds2, ds, ds2, ds, ds, ds2]
+    with monkeypatch.context() as m:
+        m.setattr(population, "GROUP_MAX_PADDING", 0.0)
+        _, ref2 = retrain_population(split, cfg, kw["init_params"], kw["masks"], seeds, compact=False)
+    _, got2 = retrain_population(split, cfg, kw["init_params"], kw["masks"], seeds)
+    # groups (seed, split): (3, ds) 2, (11, ds) 1, (3, ds2) 1, (5, ds) 2, (11, ds2) 2 -> 5 x 2 slots
+    assert (ref2.group_size, got2.group_size, got2.chunk_size) == (1, 2, 10)
+    same(got2, ref2)
