@@ -7,6 +7,8 @@ between epochs, so that the training loop itself has no file code.
   a fallback to the previous checkpoint when the newest is unreadable. `Trainer` builds one from
   its ``checkpoint_dir``; any object with the same three methods (`CheckpointerLike`) can be
   passed instead (``Trainer(checkpointer=...)``).
+* `PopulationCheckpointer` -- orbax checkpoints of a population chunk's state (members' params
+  and optimizer state, frozen members' params, per-member bookkeeping) at epoch ends.
 * `TrajectoryFile` -- the full trajectory ``(T, n_weights)`` float32 as a memory-mapped ``.npy``
   (``keep_trajectory``), continued in place when a run resumes.
 * `save_params` / `load_params` (``.npz`` of a pytree's leaves) and `save_metrics` (strict JSON):
@@ -32,6 +34,7 @@ __all__ = [
     "WindowStore",
     "Checkpointer",
     "CheckpointerLike",
+    "PopulationCheckpointer",
     "TrajectoryFile",
     "save_params",
     "load_params",
@@ -193,6 +196,53 @@ class Checkpointer:
         if self._manager is not None:
             self._manager.close()
             self._manager = None
+
+
+class PopulationCheckpointer:
+    """orbax checkpoints of one chunk of a population (`jaxprune.population.PopulationTrainer.fit`
+    with a ``checkpoint_dir``): a pytree of arrays (the members' state and the host bookkeeping)
+    and a JSON ``meta`` dict, at epoch ends. Keeps the two newest; an unreadable newest one
+    falls back to the previous (with a warning), none readable gives None.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        import orbax.checkpoint as ocp  # imported here: orbax is slow to import
+
+        self.directory = Path(directory)
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+        )
+
+    def save(self, step: int, state: PyTree, meta: dict) -> None:
+        """Write checkpoint `step` (increasing) and wait until it is on disk."""
+        import orbax.checkpoint as ocp
+
+        self.manager.save(
+            int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        )
+        self.manager.wait_until_finished()
+
+    def restore_latest(self, like: Any) -> tuple[PyTree, dict] | None:
+        """``(state, meta)`` of the newest readable checkpoint, or None. `like(meta)` returns a
+        pytree of arrays with the shapes and dtypes to restore into (they depend on the meta)."""
+        import orbax.checkpoint as ocp
+
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                meta = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like(meta))
+                state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+                return jax.tree.map(np.array, state["state"]), meta  # writable host copies
+            except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
+                warnings.warn(
+                    f"population checkpoint {self.directory}/{step} is unreadable ({type(err).__name__}); "
+                    "falling back to the previous checkpoint",
+                    stacklevel=2,
+                )
+        return None
+
+    def close(self) -> None:
+        self.manager.close()
 
 
 class TrajectoryFile:

@@ -148,10 +148,15 @@ def run_controls(
                 pending.append((data, init, masks, seed))
             curves[seed] = cached
     if pending:
-        # the curve masks of every seed not cached: one population (chunked by the budget)
-        for seed, recs in curves_mod.retrain_curves_seeds(pending, cfg).items():
+        # the curve masks of every seed not cached: one population (chunked by the budget), with
+        # orbax checkpoints that a resumed run continues (a fresh one discards old ones)
+        ckpt = out_dir / rundir.POPULATION_CHECKPOINTS / "curves"
+        if not resume:
+            rundir.discard_population_checkpoints(out_dir, "curves")
+        for seed, recs in curves_mod.retrain_curves_seeds(pending, cfg, checkpoint_dir=ckpt).items():
             _write(rundir.seed_dir(out_dir, seed) / "curves.json", curve_settings, recs)
             curves[seed] = recs
+        rundir.discard_population_checkpoints(out_dir, "curves")
     out["curves"] = [r for seed in seeds if curves.get(seed) for r in curves[seed]]
     if out["curves"]:
         out["curve_comparisons"] = curves_mod.auc_comparisons(out["curves"])

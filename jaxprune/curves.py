@@ -121,7 +121,7 @@ def retrain_curves(dataset, cfg, init_params, masks: list, seed: int) -> list[di
     return retrain_curves_seeds([(dataset, init_params, masks, seed)], cfg)[int(seed)]
 
 
-def retrain_curves_seeds(items: Sequence[tuple], cfg) -> dict[int, list[dict]]:
+def retrain_curves_seeds(items: Sequence[tuple], cfg, *, checkpoint_dir=None) -> dict[int, list[dict]]:
     """The curve masks of SEVERAL seeds retrained as ONE population (one compiled program,
     chunked by the config's memory budget, else `DEFAULT_BUDGET_BYTES`).
 
@@ -130,7 +130,8 @@ def retrain_curves_seeds(items: Sequence[tuple], cfg) -> dict[int, list[dict]]:
     order (per-member data, `jaxprune.population.retrain_population`), exactly as
     `retrain_curves` of that seed alone, up to float32 rounding (vmapped matmuls on XLA:CPU
     depend on the member count at ~1e-8). Returns ``{seed: records}`` (`retrain_curves`'
-    records; ``seconds`` is the population's wall time over its member count).
+    records; ``seconds`` is the population's wall time over its member count). checkpoint_dir:
+    the population's orbax checkpoints (`jaxprune.population.PopulationTrainer.fit`).
     """
     from jaxprune.population import retrain_population
 
@@ -147,7 +148,14 @@ def retrain_curves_seeds(items: Sequence[tuple], cfg) -> dict[int, list[dict]]:
     t0 = time.perf_counter()
     # the records need no per-epoch test accuracy (their test metrics come from the final params)
     recs, _ = retrain_population(
-        data, cfg, inits, masks, seeds=seeds, memory_budget_bytes=_budget(cfg), test_history=False
+        data,
+        cfg,
+        inits,
+        masks,
+        seeds=seeds,
+        memory_budget_bytes=_budget(cfg),
+        test_history=False,
+        checkpoint_dir=checkpoint_dir,
     )
     seconds = time.perf_counter() - t0
     out = {int(it[3]): [] for it in items}

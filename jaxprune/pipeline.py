@@ -509,6 +509,11 @@ def retrain_seeds_population(
 
     budget = _budget_bytes(cfg) if memory_budget_bytes is None else memory_budget_bytes
     jobs = [(int(s), ds, init, dict(masks)) for s, ds, init, masks in jobs]
+    # orbax checkpoints of the population: a resumed run continues an interrupted population
+    # (only the same population, by its fingerprint); a fresh one never sees old ones
+    ckpt = Path(out_dir) / rundir.POPULATION_CHECKPOINTS / "retrain"
+    if not resume:
+        rundir.discard_population_checkpoints(out_dir, "retrain")
     if len({s for s, *_ in jobs}) != len(jobs):
         raise ValueError(f"seeds repeat: {[s for s, *_ in jobs]}")
     done = {s: _finished_records(out_dir, s, list(masks), resume, digest) for s, _, _, masks in jobs}
@@ -534,6 +539,7 @@ def retrain_seeds_population(
             # the run keeps per-epoch training accuracy and loss (rundir.save_retrained); the test
             # metrics come from the final params: no test pass after every epoch
             test_history=False,
+            checkpoint_dir=ckpt,
         )
         seconds = time.perf_counter() - t0
         for i, (seed, _, _, name, _) in enumerate(members):
@@ -555,6 +561,7 @@ def retrain_seeds_population(
             )
             rundir.write_json(seed_dir / f"retrain_{name}.json", {**rec, "run_digest": digest} if digest else rec)
             done[seed][name] = rec
+    rundir.discard_population_checkpoints(out_dir, "retrain")
     return {s: [done[s][n] for n in masks] for s, _, _, masks in jobs}, info
 
 

@@ -42,9 +42,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -54,6 +58,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxprune import models, prune
+from jaxprune.checkpoints import PopulationCheckpointer
 from jaxprune.train import (
     TrainConfig,
     accuracy,
@@ -73,6 +78,9 @@ COMPACT_MIN_FLOPS = 5e10
 # groups padded to equal size take at most this many slots per member (a grouped slot costs
 # about half an ungrouped one on mnist's first layer, so 1.25 always pays there)
 GROUP_MAX_PADDING = 1.25
+# `PopulationTrainer.fit(checkpoint_dir=...)`: seconds between two checkpoints (a 45-member
+# mnist5k population writes ~15 MB in ~0.3 s; one a minute costs < 1 %)
+CHECKPOINT_EVERY_S = 60.0
 
 
 def _stack(trees: Sequence[PyTree]) -> PyTree:
@@ -465,6 +473,8 @@ class PopulationTrainer:
         chunk_size: int | None = None,
         test_history: bool = True,
         compact: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every_s: float | None = None,
     ) -> PopulationResult:
         """Train every member for `epochs` (default ``config.epochs``) or until its training
         accuracy reaches `target_train_accuracy` at an epoch end (then it is frozen).
@@ -488,6 +498,15 @@ class PopulationTrainer:
             are deterministic (the rule depends on counts, not timings); in float32 a member
             still trained after a compaction differs from an uncompacted run by rounding
             (vmapped matmuls of another member count).
+          checkpoint_dir: orbax checkpoints of the training under
+            ``checkpoint_dir/population_<fingerprint>/chunk_<c>`` (`checkpoints.PopulationCheckpointer`),
+            at epoch ends at most every `checkpoint_every_s` seconds (default
+            `CHECKPOINT_EVERY_S`) and when a chunk ends. A
+            later `fit` of the same population (same seeds, init params, masks, data, config,
+            epochs, threshold, chunking; the fingerprint) continues from them, with results
+            equal to an uninterrupted run's (test); another population never reads them. The
+            folder is removed when the fit has finished. A custom ``tx`` is not part of the
+            fingerprint: do not change it between a fit and its continuation.
         """
         seeds = np.asarray(seeds)
         if seeds.ndim != 1 or seeds.size < 1 or not np.issubdtype(seeds.dtype, np.integer):
@@ -519,6 +538,11 @@ class PopulationTrainer:
         per_chunk = -(-math.ceil(len(pieces) / n_chunks) // n_dev) * n_dev
         eval_test = bool(test_history) and self.has_test
 
+        ckpt_root = None
+        checkpoint_every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else float(checkpoint_every_s)
+        if checkpoint_dir is not None:
+            layout = (per_chunk, M, n_chunks, epochs, target_train_accuracy, eval_test, compact)
+            ckpt_root = Path(checkpoint_dir) / f"population_{self._fingerprint(seeds, init, masks, layout)}"
         t0 = time.perf_counter()
         compile_s = 0.0
         parts = []
@@ -535,6 +559,7 @@ class PopulationTrainer:
                     slot_src.append(int(piece[min(j, len(piece) - 1)]))
                     slot_member.append(local[int(piece[j])] if g < len(real) and j < len(piece) else -1)
             slot_src = np.asarray(slot_src)
+            ckpt = None if ckpt_root is None else PopulationCheckpointer(ckpt_root / f"chunk_{c}")
             part, cs = self._fit_chunk(
                 seeds[slot_src],
                 _take(init, slot_src),
@@ -546,7 +571,11 @@ class PopulationTrainer:
                 eval_test=eval_test,
                 compact=compact,
                 group_size=M,
+                checkpoint=ckpt,
+                checkpoint_every_s=checkpoint_every_s,
             )
+            if ckpt is not None:
+                ckpt.close()
             compile_s += cs
             parts.append((members, part))
         width = max(p["history"]["loss"].shape[1] for _, p in parts)
@@ -564,6 +593,8 @@ class PopulationTrainer:
         if not eval_test:
             hist.pop("test_accuracy")
         parts = [p for _, p in parts]
+        if ckpt_root is not None:  # finished: its checkpoints are not needed any more
+            shutil.rmtree(ckpt_root, ignore_errors=True)
         return PopulationResult(
             params=jax.tree.map(cat, *[p["params"] for p in parts]),
             epochs=cat(*[p["epochs"] for p in parts]),
@@ -579,6 +610,19 @@ class PopulationTrainer:
             n_chunks=n_chunks,
             group_size=M,
         )
+
+    def _fingerprint(self, seeds, init, masks, layout) -> str:
+        """A hash of everything a population's training depends on (its checkpoints' name)."""
+        h = hashlib.sha256()
+        arrays = [seeds, *jax.tree.leaves(init), *jax.tree.leaves(masks)]
+        arrays += [a for a in (self.x_train, self.y_train, self.x_test, self.y_test, self.data_index) if a is not None]
+        for a in arrays:
+            a = np.ascontiguousarray(np.asarray(a))
+            h.update(f"{a.shape}{a.dtype.str}".encode())
+            h.update(a.tobytes())
+        const = (GROUP_MAX_PADDING, COMPACT_MIN_FLOPS, jax.__version__, jax.default_backend())
+        h.update(repr((self.config, self.widths, self.n_devices, layout, const)).encode())
+        return h.hexdigest()[:20]
 
     def batch_groups(self, seeds: Sequence[int], chunk_size: int) -> tuple[list[np.ndarray], int]:
         """How `fit` lays out members: ``(pieces, M)``, every piece a list of member indices (at
@@ -657,7 +701,20 @@ class PopulationTrainer:
         return np.asarray(sel), M2
 
     def _fit_chunk(
-        self, seeds, init, masks, slot_member, epochs, target, data=None, *, eval_test=True, compact=False, group_size=1
+        self,
+        seeds,
+        init,
+        masks,
+        slot_member,
+        epochs,
+        target,
+        data=None,
+        *,
+        eval_test=True,
+        compact=False,
+        group_size=1,
+        checkpoint=None,
+        checkpoint_every_s=60.0,
     ):
         """Train one chunk (``C`` slots; `data`: the epoch's data argument, `_data`, one entry per
         group of `group_size` slots with per-member data) -> host results of its members.
@@ -666,36 +723,81 @@ class PopulationTrainer:
         in slot ``j`` (-1: padding, never active); results come in member order. Compaction
         gathers the slots of the unfrozen members (and padding copies of them to fill whole
         groups / device groups) into a smaller population; the params of the members left
-        behind are kept on the host."""
-        data = self._data() if data is None else data
-        M = int(group_size)
+        behind are kept on the host.
+
+        checkpoint: a `jaxprune.checkpoints.PopulationCheckpointer` for this chunk (or None):
+        the state is saved at epoch ends at most every `checkpoint_every_s` seconds and when
+        the chunk ends; training continues from its newest checkpoint, in the same layout and
+        programs, so the results equal an uninterrupted run's."""
+        data0 = self._data() if data is None else data
         slot_member = np.asarray(slot_member)
         R = int(slot_member.max()) + 1
-        params, opt_state = self._shard(self.initial_state(init, masks))
-        seeds_d = self._shard(jnp.asarray(seeds, jnp.int32))
-        active = np.ones(R, bool)  # per chunk member; padding slots never count as active
-        final: list = [None] * R  # host params of members dropped by a compaction
-        trained = np.zeros(R, np.int64)
-        hist = {k: np.full((R, epochs), np.nan) for k in ("loss", "train_accuracy", "test_accuracy")}
+        params, opt_state = self.initial_state(init, masks)
+        template = jax.tree.map(lambda a: np.asarray(a[0]), params)
+        st = {  # the chunk's whole state: device arrays (params, opt_state, seeds) and bookkeeping
+            "params": params,
+            "opt_state": opt_state,
+            "seeds": jnp.asarray(seeds, jnp.int32),
+            "slot_member": slot_member,
+            "data_rows": np.arange(len(slot_member) // int(group_size)),  # each group's row of data0
+            "active": np.ones(R, bool),  # per chunk member; padding slots never count as active
+            "trained": np.zeros(R, np.int64),
+            # host params of members dropped by a compaction (valid where final_set)
+            "final": jax.tree.map(lambda a: np.zeros((R, *a.shape), a.dtype), template),
+            "final_set": np.zeros(R, bool),
+            "hist": {k: np.full((R, epochs), np.nan) for k in ("loss", "train_accuracy", "test_accuracy")},
+            # the accuracy of an untrained member (a run of 0 epochs), as Trainer reports NaN for it
+            "train_acc": np.full(R, np.nan),
+            "test_acc": np.full(R, np.nan),
+        }
+        M, epoch, done = int(group_size), 0, False
+        if checkpoint is not None:
+
+            def like(meta):  # the state's shapes after the layout the meta records
+                slots = int(meta["slots"])
+                resize = lambda a: np.zeros((slots, *np.shape(a)[1:]), np.asarray(a).dtype)  # noqa: E731
+                dev = jax.tree.map(resize, {k: st[k] for k in ("params", "opt_state", "seeds", "slot_member")})
+                return {**st, **dev, "data_rows": np.zeros(slots // int(meta["group_size"]), np.int64)}
+
+            restored = checkpoint.restore_latest(like)
+            if restored is not None:
+                st, meta = restored
+                M, epoch, done = int(meta["group_size"]), int(meta["epoch"]), bool(meta["done"])
         compile_s = 0.0
-        # the accuracy of an untrained member (a run of 0 epochs), as Trainer reports NaN for it
-        train_acc = np.full(R, np.nan)
-        test_acc = np.full(R, np.nan)
-        epoch = 0
-        while epoch < epochs and active.any():
+        data = data0
+        if self.per_member_data and (st["data_rows"].size != _n_members(data0) or epoch > 0):
+            data = jax.tree.map(functools.partial(_gather_members, sel=jnp.asarray(st["data_rows"])), data0)
+        params, opt_state, seeds_d = self._shard((st["params"], st["opt_state"], jnp.asarray(st["seeds"])))
+        data = self._shard(data) if self.per_member_data else data
+        slot_member, active = st["slot_member"], st["active"]
+        last_save = time.perf_counter()
+
+        def save(is_done):
+            host = jax.device_get({"params": params, "opt_state": opt_state, "seeds": seeds_d})
+            state = {**st, **host, "slot_member": slot_member, "active": active}
+            meta = {"epoch": epoch, "group_size": M, "slots": len(slot_member), "done": is_done}
+            # the final save's step lies beyond every epoch's, so it never collides with one
+            checkpoint.save(epochs + 1 if is_done else epoch, state, meta)
+
+        while not done and epoch < epochs and active.any():
             slot_active = (slot_member >= 0) & active[np.maximum(slot_member, 0)]
             plan = self._compaction_plan(slot_active, M, epochs - epoch) if compact else None
             if plan is not None:
                 sel, M2 = plan
                 host = jax.device_get(params)
                 for j in np.flatnonzero(~slot_active & (slot_member >= 0)):
-                    if final[slot_member[j]] is None:
-                        final[slot_member[j]] = jax.tree.map(lambda a, j=j: np.asarray(a[j]), host)
+                    i = slot_member[j]
+                    if not st["final_set"][i]:
+                        for f, h in zip(jax.tree.leaves(st["final"]), jax.tree.leaves(host)):
+                            f[i] = h[j]
+                        st["final_set"][i] = True
                 gather = functools.partial(_gather_members, sel=jnp.asarray(sel))
                 params, opt_state, seeds_d = self._shard(jax.tree.map(gather, (params, opt_state, seeds_d)))
                 if self.per_member_data:  # one split per group: the kept groups' splits
-                    rows = jnp.asarray(sel[::M2] // M)
-                    data = self._shard(jax.tree.map(functools.partial(_gather_members, sel=rows), data))
+                    st["data_rows"] = st["data_rows"][sel[::M2] // M]
+                    data = self._shard(
+                        jax.tree.map(functools.partial(_gather_members, sel=jnp.asarray(st["data_rows"])), data0)
+                    )
                 # padding slots of the new layout repeat a kept slot: inactive
                 first = np.r_[True, sel[1:] != sel[:-1]]
                 slot_member = np.where(first & slot_active[sel], slot_member[sel], -1)
@@ -709,32 +811,40 @@ class PopulationTrainer:
             for j in np.flatnonzero(slot_active):
                 i = slot_member[j]
                 # float(np.mean(...)) of the float32 per-step losses: as Trainer.fit's history
-                hist["loss"][i, epoch] = float(np.mean(losses[j]))
-                hist["train_accuracy"][i, epoch] = float(tr[j])
-                hist["test_accuracy"][i, epoch] = float(te[j])
-                train_acc[i], test_acc[i] = float(tr[j]), float(te[j])
-                trained[i] = epoch + 1
+                st["hist"]["loss"][i, epoch] = float(np.mean(losses[j]))
+                st["hist"]["train_accuracy"][i, epoch] = float(tr[j])
+                st["hist"]["test_accuracy"][i, epoch] = float(te[j])
+                st["train_acc"][i], st["test_acc"][i] = float(tr[j]), float(te[j])
+                st["trained"][i] = epoch + 1
                 # Python floats compared as in Trainer.fit, so members stop where a lone net stops
                 if target is not None and float(tr[j]) >= target:
                     active[i] = False
             epoch += 1
+            if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_every_s:
+                save(False)
+                last_save = time.perf_counter()
+        if not done:
+            host = jax.device_get(params)
+            for j in range(len(slot_member)):
+                i = slot_member[j]
+                if i >= 0 and not st["final_set"][i]:
+                    for f, h in zip(jax.tree.leaves(st["final"]), jax.tree.leaves(host)):
+                        f[i] = h[j]
+                    st["final_set"][i] = True
+            if checkpoint is not None:
+                save(True)
+        train_acc, trained = st["train_acc"], st["trained"]
         reached = (np.array([float(a) >= target for a in train_acc]) if target is not None else np.zeros(R, bool)) & (
             trained > 0
         )
-        ett = np.where(reached, trained, -1)
-        host = jax.device_get(params)
-        for j in range(len(slot_member)):
-            i = slot_member[j]
-            if i >= 0 and final[i] is None:
-                final[i] = jax.tree.map(lambda a, j=j: np.asarray(a[j]), host)
         return {
-            "params": _stack(final),
+            "params": st["final"],
             "epochs": trained,
             "reached": reached,
-            "epochs_to_threshold": ett,
+            "epochs_to_threshold": np.where(reached, trained, -1),
             "train_accuracy": train_acc,
-            "test_accuracy": test_acc,
-            "history": {k: v[:, :epoch] for k, v in hist.items()},
+            "test_accuracy": st["test_acc"],
+            "history": {k: v[:, :epoch] for k, v in st["hist"].items()},
         }, compile_s
 
 
@@ -748,6 +858,7 @@ def retrain_population(
     memory_budget_bytes: float | None = None,
     test_history: bool = True,
     compact: bool = True,
+    checkpoint_dir=None,
 ) -> tuple[list[dict], PopulationResult]:
     """`jaxprune.pipeline.retrain` for many (init params, mask, seed) members at once.
 
@@ -759,8 +870,8 @@ def retrain_population(
     (or stacked / one for all); seeds: ``(P,)`` ints. Returns one record per member with
     `retrain`'s keys (test metrics, sparsity, FLOPs, epochs, steps, threshold; ``seconds`` is the
     member's share of the population's wall time) and the `PopulationResult`. test_history /
-    compact: as for `PopulationTrainer.fit` (the records' test metrics come from the final
-    params either way).
+    compact / checkpoint_dir: as for `PopulationTrainer.fit` (the records' test metrics come from
+    the final params either way).
     """
     # lazy: pipeline may import this module
     from jaxprune.pipeline import evaluate_record
@@ -807,6 +918,7 @@ def retrain_population(
         memory_budget_bytes=memory_budget_bytes,
         test_history=test_history,
         compact=compact,
+        checkpoint_dir=checkpoint_dir,
     )
     stacked_masks = trainer._as_members(masks, res.n_members, "masks", None)
     records = []

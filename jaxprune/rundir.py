@@ -35,8 +35,20 @@ import numpy as np
 from jaxprune.weights import flatten_kernels, kernel_layout, key_name
 
 RUN_FILE = "run.json"
+# orbax checkpoints of the populations of a run (`jaxprune.population.PopulationTrainer.fit`):
+# ``retrain/`` (every seed's masks) and ``curves/``; removed when a population has finished
+POPULATION_CHECKPOINTS = "ckpt_populations"
 # Top-level files a `jaxprune run` writes; `clear_run_dir` removes them (and every seed_K/).
-RUN_OUTPUTS = ("run.json", "config.json", "results.json", "report.md", "analyses.json", "verify.json", "figures")
+RUN_OUTPUTS = (
+    "run.json",
+    "config.json",
+    "results.json",
+    "report.md",
+    "analyses.json",
+    "verify.json",
+    "figures",
+    POPULATION_CHECKPOINTS,
+)
 
 
 class CorruptFileError(ValueError):
@@ -585,6 +597,15 @@ def discard_checkpoints(path) -> None:
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
+
+
+def discard_population_checkpoints(out_dir, name: str) -> None:
+    """Remove ``out_dir/ckpt_populations/<name>`` (a finished or a fresh population), and the
+    ``ckpt_populations`` folder once it is empty."""
+    root = Path(out_dir) / POPULATION_CHECKPOINTS
+    discard_checkpoints(root / name)
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
 
 
 def analysis_arrays(analysis, *, maxlag: bool = True) -> dict:

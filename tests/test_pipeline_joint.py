@@ -154,3 +154,41 @@ def test_seeds_with_other_split_shapes_form_their_own_population(tmp_path):
     assert [r["seed"] for r in recs[1]] == [1, 1, 1]
     with pytest.raises(ValueError, match="seeds repeat"):
         pipeline.retrain_seeds_population([jobs[0], jobs[0]], CFG, tmp_path)
+
+
+def test_interrupted_population_resumes_from_its_checkpoints(joint, tmp_path, monkeypatch):
+    """A run interrupted inside the joint population continues it from its orbax checkpoints on
+    resume (only the epochs after the last checkpoint train) with the uninterrupted run's
+    records; a fresh (not resumed) run discards them; the checkpoints go once it has finished."""
+    out, recs, _, _ = joint
+    calls = {"n": 0, "stop": None}
+    epoch_fn = population.PopulationTrainer._epoch_fn
+
+    def counting(self, *a, **k):
+        calls["n"] += 1
+        if calls["stop"] is not None and calls["n"] > calls["stop"]:
+            raise RuntimeError("interrupted")
+        return epoch_fn(self, *a, **k)
+
+    monkeypatch.setattr(population.PopulationTrainer, "_epoch_fn", counting)
+    monkeypatch.setattr(population, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch
+    pipeline.retrain_seeds_population(_jobs(), CFG, tmp_path / "whole", digest=DIGEST)
+    total = calls["n"]
+    assert total == CFG.train.epochs  # one program, no member reached the end early
+    ckpt = tmp_path / "run" / rundir.POPULATION_CHECKPOINTS / "retrain"
+    for resume in (True, False):
+        calls.update(n=0, stop=5)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            pipeline.retrain_seeds_population(_jobs(), CFG, tmp_path / "run", digest=DIGEST)
+        assert len(list(ckpt.iterdir())) == 1  # population_<fingerprint>
+        calls.update(n=0, stop=None)
+        got, _ = pipeline.retrain_seeds_population(_jobs(), CFG, tmp_path / "run", resume=resume, digest=DIGEST)
+        assert calls["n"] == (total - 5 if resume else total)
+        assert not (tmp_path / "run" / rundir.POPULATION_CHECKPOINTS).exists()
+        for seed in SEEDS:
+            assert [_strip(r) for r in got[seed]] == [_strip(r) for r in recs[seed]]
+            for name in ("dense", "sparse30", "sparse80"):
+                a, b = rundir.load_retrained(out, seed, name), rundir.load_retrained(tmp_path / "run", seed, name)
+                for u, v in zip(a["kernels"] + a["biases"], b["kernels"] + b["biases"], strict=True):
+                    np.testing.assert_array_equal(u, v)
+        shutil.rmtree(tmp_path / "run")

@@ -354,3 +354,60 @@ def test_members_sharing_a_seed_train_as_groups_with_the_same_results(setup, mon
     # groups (seed, split): (3, ds) 2, (11, ds) 1, (3, ds2) 1, (5, ds) 2, (11, ds2) 2 -> 5 x 2 slots
     assert (ref2.group_size, got2.group_size, got2.chunk_size) == (1, 2, 10)
     same(got2, ref2)
+
+
+@pytest.mark.timeout(240)
+def test_interrupted_fit_continues_from_its_checkpoints_with_identical_results(setup, tmp_path, monkeypatch):
+    """A fit interrupted in its last chunk continues from its orbax checkpoints (the finished
+    chunk is restored, the other one from its last epoch, groups and compaction included):
+    results bit-identical to an uninterrupted fit, only the missing epochs run, the folder is
+    removed at the end; another population never reads the checkpoints."""
+    import jaxprune.population as population
+
+    ds, cfg, inits, masks, _, free = setup
+    monkeypatch.setattr(population, "COMPACT_MIN_FLOPS", 0.0)
+    seeds = [3, 11, 3, 5, 11, 3, 5, 11]
+    kw = dict(
+        init_params=[inits[i % 3] for i in range(8)],
+        masks=[masks[(i + 1) % 3] for i in range(8)],
+        target_train_accuracy=float(free.history["train_accuracy"][1, 2]),
+        chunk_size=6,  # 2 groups of 3 slots a chunk: 2 chunks
+    )
+    calls = {"n": 0, "stop": None}
+
+    def counting(self, *a, **k):
+        calls["n"] += 1
+        if calls["stop"] is not None and calls["n"] > calls["stop"]:
+            raise RuntimeError("interrupted")
+        return epoch_fn(self, *a, **k)
+
+    epoch_fn = PopulationTrainer._epoch_fn
+    monkeypatch.setattr(PopulationTrainer, "_epoch_fn", counting)
+    fresh = lambda: PopulationTrainer(  # noqa: E731
+        TCFG, ds.x_train, ds.y_train, n_classes=ds.n_classes, x_test=ds.x_test, y_test=ds.y_test
+    )
+    ref = fresh().fit(seeds, **kw)
+    total = calls["n"]
+    assert ref.n_chunks == 2 and ref.group_size == 3 and total > 6
+    calls.update(n=0, stop=total - 2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fresh().fit(seeds, checkpoint_dir=tmp_path, checkpoint_every_s=0.0, **kw)
+    (folder,) = tmp_path.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["chunk_0", "chunk_1"]
+    # another population (other masks) trains from scratch, next to the first one's folder
+    other = dict(kw, masks=[masks[i % 3] for i in range(8)])
+    calls.update(n=0, stop=None)
+    mine = fresh().fit(seeds, checkpoint_dir=tmp_path, checkpoint_every_s=0.0, **other)
+    n_other = calls["n"]
+    calls.update(n=0)
+    assert _max_diff(mine.params, fresh().fit(seeds, **other).params) == 0.0 and calls["n"] == n_other
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # its own folder removed
+    calls.update(n=0)
+    got = fresh().fit(seeds, checkpoint_dir=tmp_path, checkpoint_every_s=0.0, **kw)
+    assert calls["n"] == 2  # only the epochs after the last checkpoint
+    np.testing.assert_array_equal(got.epochs, ref.epochs)
+    np.testing.assert_array_equal(got.epochs_to_threshold, ref.epochs_to_threshold)
+    for k in ref.history:
+        np.testing.assert_array_equal(got.history[k], ref.history[k])
+    assert _max_diff(got.params, ref.params) == 0.0
+    assert not any(tmp_path.iterdir())
