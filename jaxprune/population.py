@@ -501,12 +501,12 @@ class PopulationTrainer:
           checkpoint_dir: orbax checkpoints of the training under
             ``checkpoint_dir/population_<fingerprint>/chunk_<c>`` (`checkpoints.PopulationCheckpointer`),
             at epoch ends at most every `checkpoint_every_s` seconds (default
-            `CHECKPOINT_EVERY_S`) and when a chunk ends. A
-            later `fit` of the same population (same seeds, init params, masks, data, config,
-            epochs, threshold, chunking; the fingerprint) continues from them, with results
-            equal to an uninterrupted run's (test); another population never reads them. The
-            folder is removed when the fit has finished. A custom ``tx`` is not part of the
-            fingerprint: do not change it between a fit and its continuation.
+            `CHECKPOINT_EVERY_S`) and when a chunk ends. A later `fit` of the same population
+            (same seeds, init params, masks, data, config, epochs, threshold, chunking: the
+            fingerprint) continues from them, with results equal to an uninterrupted run's
+            (test); another population never reads them. The folder is removed when the fit
+            has finished. A custom ``tx`` is not part of the fingerprint: do not change it
+            between a fit and its continuation.
         """
         seeds = np.asarray(seeds)
         if seeds.ndim != 1 or seeds.size < 1 or not np.issubdtype(seeds.dtype, np.integer):
