@@ -7,6 +7,9 @@ One persistent XLA compilation cache serves the whole session: a fresh temporary
 (removed at the end), shared through JAX_COMPILATION_CACHE_DIR by the pytest-xdist workers and the
 subprocesses that the multi-process, sharding and CLI tests start, so a program that several
 processes build (same shapes, same flags) is compiled once. A cache the user set is used as is.
+Every program is stored, not only those that took JAX's default 1 s to compile: the suite's
+programs are small (tiny nets, short series), and the same HLO is built again by another test's
+jit (a new closure, a new Trainer), by the other xdist worker, and by the subprocesses.
 XLA programs are only reused, never changed: results are bit-identical with and without it.
 """
 
@@ -14,6 +17,9 @@ import os
 import shutil
 import tempfile
 
+# read by JAX at import, here and in every worker and subprocess (inherited); a value the user
+# set is kept
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # pytest-xdist runs one process per core: on a GPU, each must not reserve most of its memory
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
@@ -26,6 +32,9 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _OWN_CACHE = tempfile.mkdtemp(prefix="jaxprune-test-xla-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+# also when a plugin imported JAX before this file set the variable
+_MIN_SECS = float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_SECS)
 
 jax.config.update("jax_enable_x64", True)
 
