@@ -8,11 +8,12 @@ Two analyses of the same dense runs: all 41,000 weights (``OUT/all_weights``), a
 original's last two layers only (``OUT/last_two_layers``, 1,800 weights; the dense stage is
 reused, only the Granger analysis and the retraining run again). ``OUT/report.md`` compares them.
 
-Runtime on this project's 2-core CPU (jax 0.10.2): mnist5k ``--quick --seeds 5`` was stopped after
-16 min in the all-weights curves before the joint retraining populations and their compaction
-(2026-12-03); it was not re-measured since. A net-epoch costs 12-15 ms there (~1 GFLOP), and the
-quick study retrains about 2 x (25 + 75) nets of up to 400 epochs, so it needs 15-18 min of
-retraining alone (README, Speed). The full config (parity LE, PT baselines, 5 seeds, 19 null
+Runtime on this project's 2-core CPU (jax 0.10.2, idle, cold compilation cache): mnist5k
+``--quick --seeds 5`` takes 767 s (12.8 min; 1,065 s user): all weights 435 s (dense population
+57 s, retraining population of 25 nets 78 s, 75 curve nets 196 s for 27,647 net-epochs, null
+controls), last two layers 328 s (the dense stage reused). The two analyses retrain 200 nets,
+~75,000 net-epochs of ~1.2 GFLOP each: ~88 TFLOP, 7.4 min even at this CPU's best matmul rate
+(~200 GFLOP/s), so 3 min is out of reach on it. The full config (parity LE, PT baselines, 5 seeds, 19 null
 draws, curves at 0.1..0.9: ``docs/example_mnist5k``) took 73 min with the CPU shared with other
 jobs. Full MNIST (50 epochs of 383 steps on 49,000 training images) wants a GPU.
 """
