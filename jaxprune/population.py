@@ -772,6 +772,16 @@ class PopulationTrainer:
         slot_member, active = st["slot_member"], st["active"]
         last_save = time.perf_counter()
 
+        def keep_final(slots):
+            """Copy the params of the members in `slots` to the host (once per member)."""
+            host = jax.device_get(params)
+            for j in slots:
+                i = slot_member[j]
+                if i >= 0 and not st["final_set"][i]:
+                    for f, h in zip(jax.tree.leaves(st["final"]), jax.tree.leaves(host)):
+                        f[i] = h[j]
+                    st["final_set"][i] = True
+
         def save(is_done):
             host = jax.device_get({"params": params, "opt_state": opt_state, "seeds": seeds_d})
             state = {**st, **host, "slot_member": slot_member, "active": active}
@@ -784,13 +794,7 @@ class PopulationTrainer:
             plan = self._compaction_plan(slot_active, M, epochs - epoch) if compact else None
             if plan is not None:
                 sel, M2 = plan
-                host = jax.device_get(params)
-                for j in np.flatnonzero(~slot_active & (slot_member >= 0)):
-                    i = slot_member[j]
-                    if not st["final_set"][i]:
-                        for f, h in zip(jax.tree.leaves(st["final"]), jax.tree.leaves(host)):
-                            f[i] = h[j]
-                        st["final_set"][i] = True
+                keep_final(np.flatnonzero(~slot_active))  # the members left behind
                 gather = functools.partial(_gather_members, sel=jnp.asarray(sel))
                 params, opt_state, seeds_d = self._shard(jax.tree.map(gather, (params, opt_state, seeds_d)))
                 if self.per_member_data:  # one split per group: the kept groups' splits
@@ -824,13 +828,7 @@ class PopulationTrainer:
                 save(False)
                 last_save = time.perf_counter()
         if not done:
-            host = jax.device_get(params)
-            for j in range(len(slot_member)):
-                i = slot_member[j]
-                if i >= 0 and not st["final_set"][i]:
-                    for f, h in zip(jax.tree.leaves(st["final"]), jax.tree.leaves(host)):
-                        f[i] = h[j]
-                    st["final_set"][i] = True
+            keep_final(range(len(slot_member)))
             if checkpoint is not None:
                 save(True)
         train_acc, trained = st["train_acc"], st["trained"]
