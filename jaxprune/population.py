@@ -88,11 +88,6 @@ def _stack(trees: Sequence[PyTree]) -> PyTree:
     return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *trees)
 
 
-def _n_members(tree: PyTree) -> int:
-    leaves = jax.tree.leaves(tree)
-    return int(np.shape(leaves[0])[0])
-
-
 def _take(tree: PyTree, idx) -> PyTree:
     return jax.tree.map(lambda a: np.asarray(a)[idx], tree)
 
@@ -560,22 +555,24 @@ class PopulationTrainer:
                     slot_member.append(local[int(piece[j])] if g < len(real) and j < len(piece) else -1)
             slot_src = np.asarray(slot_src)
             ckpt = None if ckpt_root is None else PopulationCheckpointer(ckpt_root / f"chunk_{c}")
-            part, cs = self._fit_chunk(
-                seeds[slot_src],
-                _take(init, slot_src),
-                _take(masks, slot_src),
-                np.asarray(slot_member),
-                epochs,
-                target_train_accuracy,
-                self._data(slot_src[::M], eval_test),
-                eval_test=eval_test,
-                compact=compact,
-                group_size=M,
-                checkpoint=ckpt,
-                checkpoint_every_s=checkpoint_every_s,
-            )
-            if ckpt is not None:
-                ckpt.close()
+            try:
+                part, cs = self._fit_chunk(
+                    seeds[slot_src],
+                    _take(init, slot_src),
+                    _take(masks, slot_src),
+                    np.asarray(slot_member),
+                    epochs,
+                    target_train_accuracy,
+                    self._data(slot_src[::M], eval_test),
+                    eval_test=eval_test,
+                    compact=compact,
+                    group_size=M,
+                    checkpoint=ckpt,
+                    checkpoint_every_s=checkpoint_every_s,
+                )
+            finally:  # also when training is interrupted: its checkpoints are on disk
+                if ckpt is not None:
+                    ckpt.close()
             compile_s += cs
             parts.append((members, part))
         width = max(p["history"]["loss"].shape[1] for _, p in parts)
@@ -667,11 +664,14 @@ class PopulationTrainer:
         Counts only, never timings: the same population compacts at the same epochs every run."""
         n_dev = self.n_devices
         new = -(-max(int(n_active), 1) // n_dev) * n_dev
-        if n_active > 0.75 * n_slots or new >= n_slots:
-            return n_slots
-        if (n_slots - new) * epochs_left * self.member_epoch_flops() < COMPACT_MIN_FLOPS:
+        if n_active > 0.75 * n_slots or new >= n_slots or not self._saves_enough(n_slots, new, epochs_left):
             return n_slots
         return new
+
+    def _saves_enough(self, n_slots: int, new: int, epochs_left: int) -> bool:
+        """Whether dropping ``n_slots - new`` slots for `epochs_left` epochs saves at least
+        `COMPACT_MIN_FLOPS` (about one compilation of the smaller program)."""
+        return (n_slots - new) * epochs_left * self.member_epoch_flops() >= COMPACT_MIN_FLOPS
 
     def _compaction_plan(self, slot_active: np.ndarray, group_size: int, epochs_left: int):
         """``(sel, M')``: the slots (indices) a compaction keeps, in groups of ``M'`` (padding
@@ -692,7 +692,7 @@ class PopulationTrainer:
         M2 = int(counts.max())
         groups = np.flatnonzero(counts)
         new = len(groups) * M2
-        if new > 0.75 * n_slots or (n_slots - new) * epochs_left * self.member_epoch_flops() < COMPACT_MIN_FLOPS:
+        if new > 0.75 * n_slots or not self._saves_enough(n_slots, new, epochs_left):
             return None
         sel = []
         for g in groups:
@@ -733,7 +733,6 @@ class PopulationTrainer:
         slot_member = np.asarray(slot_member)
         R = int(slot_member.max()) + 1
         params, opt_state = self.initial_state(init, masks)
-        template = jax.tree.map(lambda a: np.asarray(a[0]), params)
         st = {  # the chunk's whole state: device arrays (params, opt_state, seeds) and bookkeeping
             "params": params,
             "opt_state": opt_state,
@@ -743,14 +742,14 @@ class PopulationTrainer:
             "active": np.ones(R, bool),  # per chunk member; padding slots never count as active
             "trained": np.zeros(R, np.int64),
             # host params of members dropped by a compaction (valid where final_set)
-            "final": jax.tree.map(lambda a: np.zeros((R, *a.shape), a.dtype), template),
+            "final": jax.tree.map(lambda a: np.zeros((R, *a.shape[1:]), a.dtype), params),
             "final_set": np.zeros(R, bool),
             "hist": {k: np.full((R, epochs), np.nan) for k in ("loss", "train_accuracy", "test_accuracy")},
             # the accuracy of an untrained member (a run of 0 epochs), as Trainer reports NaN for it
             "train_acc": np.full(R, np.nan),
             "test_acc": np.full(R, np.nan),
         }
-        M, epoch, done = int(group_size), 0, False
+        M, epoch, done, restored = int(group_size), 0, False, None
         if checkpoint is not None:
 
             def like(meta):  # the state's shapes after the layout the meta records
@@ -764,11 +763,15 @@ class PopulationTrainer:
                 st, meta = restored
                 M, epoch, done = int(meta["group_size"]), int(meta["epoch"]), bool(meta["done"])
         compile_s = 0.0
-        data = data0
-        if self.per_member_data and (st["data_rows"].size != _n_members(data0) or epoch > 0):
-            data = jax.tree.map(functools.partial(_gather_members, sel=jnp.asarray(st["data_rows"])), data0)
+
+        def group_data():
+            """The splits of the groups in the current layout (per-member data: one a group)."""
+            rows = functools.partial(_gather_members, sel=jnp.asarray(st["data_rows"]))
+            return self._shard(jax.tree.map(rows, data0))
+
+        # a restored layout may have fewer groups (compactions) than the chunk started with
+        data = group_data() if self.per_member_data and restored is not None else data0
         params, opt_state, seeds_d = self._shard((st["params"], st["opt_state"], jnp.asarray(st["seeds"])))
-        data = self._shard(data) if self.per_member_data else data
         slot_member, active = st["slot_member"], st["active"]
         last_save = time.perf_counter()
 
@@ -799,9 +802,7 @@ class PopulationTrainer:
                 params, opt_state, seeds_d = self._shard(jax.tree.map(gather, (params, opt_state, seeds_d)))
                 if self.per_member_data:  # one split per group: the kept groups' splits
                     st["data_rows"] = st["data_rows"][sel[::M2] // M]
-                    data = self._shard(
-                        jax.tree.map(functools.partial(_gather_members, sel=jnp.asarray(st["data_rows"])), data0)
-                    )
+                    data = group_data()
                 # padding slots of the new layout repeat a kept slot: inactive
                 first = np.r_[True, sel[1:] != sel[:-1]]
                 slot_member = np.where(first & slot_active[sel], slot_member[sel], -1)
