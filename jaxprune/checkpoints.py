@@ -103,6 +103,29 @@ class WindowStore:
             )
 
 
+def _checkpoint_manager(directory: Path):
+    """An orbax ``CheckpointManager`` keeping the two newest checkpoints (creates `directory`)."""
+    import orbax.checkpoint as ocp  # imported here: orbax is slow to import
+
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def _restore_newest(manager, directory: Path, restore):
+    """``restore(step)`` of the newest checkpoint that restores; a corrupt one is skipped with a
+    warning (the previous one is tried), None when none restores."""
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            return restore(int(step))
+        except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
+            warnings.warn(
+                f"checkpoint {directory}/{step} is unreadable "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+                "; falling back to the previous checkpoint",
+                stacklevel=3,
+            )
+    return None
+
+
 class CheckpointerLike(Protocol):
     """What `Trainer.fit` needs of its checkpointer (`Checkpointer` is the orbax one)."""
 
@@ -129,9 +152,7 @@ class Checkpointer:
         self._manager = self._open()
 
     def _open(self):
-        import orbax.checkpoint as ocp  # imported here: orbax is slow to import
-
-        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+        return _checkpoint_manager(self.directory)
 
     @property
     def manager(self):
@@ -160,17 +181,7 @@ class Checkpointer:
 
         `state` and `store` give the shapes and dtypes to restore into; `store` is filled.
         """
-        for epoch in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                return self._restore(int(epoch), state, store)
-            except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
-                warnings.warn(
-                    f"checkpoint {self.directory}/{epoch} is unreadable "
-                    f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
-                    "; falling back to the previous checkpoint",
-                    stacklevel=2,
-                )
-        return None
+        return _restore_newest(self.manager, self.directory, lambda epoch: self._restore(epoch, state, store))
 
     def _restore(self, epoch: int, state: TrainState, store: WindowStore):
         import orbax.checkpoint as ocp
@@ -206,12 +217,8 @@ class PopulationCheckpointer:
     """
 
     def __init__(self, directory: str | os.PathLike):
-        import orbax.checkpoint as ocp  # imported here: orbax is slow to import
-
         self.directory = Path(directory)
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-        )
+        self.manager = _checkpoint_manager(self.directory)
 
     def save(self, step: int, state: PyTree, meta: dict) -> None:
         """Write checkpoint `step` (increasing) and wait until it is on disk."""
@@ -227,19 +234,13 @@ class PopulationCheckpointer:
         pytree of arrays with the shapes and dtypes to restore into (they depend on the meta)."""
         import orbax.checkpoint as ocp
 
-        for step in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                meta = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like(meta))
-                state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-                return jax.tree.map(np.array, state["state"]), meta  # writable host copies
-            except Exception as err:  # noqa: BLE001 - tensorstore / JSON / shape errors of a damaged file
-                warnings.warn(
-                    f"population checkpoint {self.directory}/{step} is unreadable ({type(err).__name__}); "
-                    "falling back to the previous checkpoint",
-                    stacklevel=2,
-                )
-        return None
+        def restore(step):
+            meta = dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like(meta))
+            state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+            return jax.tree.map(np.array, state["state"]), meta  # writable host copies
+
+        return _restore_newest(self.manager, self.directory, restore)
 
     def close(self) -> None:
         self.manager.close()

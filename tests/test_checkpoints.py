@@ -115,3 +115,26 @@ def test_old_homes_still_export_the_persistence_names():
     for name in ("save_metrics", "save_params", "load_params"):
         assert getattr(train, name) is getattr(checkpoints, name)
     assert train._WindowStore is WindowStore and train._Checkpointer is Checkpointer
+
+
+def test_population_checkpointer_falls_back_past_a_damaged_newest_checkpoint(tmp_path):
+    """The population checkpointer shares the Trainer's fallback: a damaged newest checkpoint
+    is named in a warning and the previous one is restored; none readable gives None."""
+    ck = checkpoints.PopulationCheckpointer(tmp_path / "pop")
+    like = lambda meta: {"w": np.zeros((meta["members"], 3), np.float32)}
+    for step in (1, 2):
+        ck.save(step, {"w": np.full((2, 3), step, np.float32)}, {"members": 2, "epoch": step})
+    state, meta = ck.restore_latest(like)
+    assert meta["epoch"] == 2 and np.all(state["w"] == 2)
+    for f in (tmp_path / "pop" / "2").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\0garbage")
+    with pytest.warns(UserWarning, match=r"pop/2 is unreadable.*falling back"):
+        state, meta = ck.restore_latest(like)
+    assert meta["epoch"] == 1 and np.all(state["w"] == 1)
+    for f in (tmp_path / "pop" / "1").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\0garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert ck.restore_latest(like) is None
+    ck.close()
