@@ -706,14 +706,6 @@ def _slope_onebox_loop(xs, *, m, d, t, s, exact):
     return jnp.stack([lyap0, lyap1]), found, skipped
 
 
-def _easy(x, *, r, quantize, m, d, s, t):
-    """True when every OK series of x (L, B) has eps0 > 1: the one-box path is exact."""
-    if r is None:
-        return jnp.asarray(False)
-    _, eps0, status = _prepare(x, r, quantize, x.dtype == jnp.float64, m, d, s, t)
-    return jnp.all((eps0 > 1) | (status != Status.OK))
-
-
 def _slope_core(x, *, m, d, t, s, r, quantize, exact, path="cond"):
     """x: (L, B) windows (lanes last) -> slope (B,), status (B,) int8.
 
@@ -721,7 +713,7 @@ def _slope_core(x, *, m, d, t, s, r, quantize, exact, path="cond"):
     outer jit): the one-box kernel runs unconditionally, as top-level code, and only the rare
     general path sits in a ``lax.cond`` branch (XLA:CPU runs a conditional's branches markedly
     slower than top-level code); "onebox" / "general" force one (the caller checked
-    :func:`_easy` on the host).
+    the ``easy`` flag of :func:`_onebox_block`).
     """
     if r is None or path == "general":
         lyap, found, _, status = _core(x, m=m, d=d, t=t, s=s, r=r, quantize=quantize, exact=exact, n_out=2)
@@ -773,8 +765,10 @@ def _windowed_chunk(traj, *, window, stride, m, d, t, s, r, quantize, path):
 
 # Lanes (windows) per device step of the one-box path: the kernel's per-row vectors
 # (B * itemsize bytes each, a few dozen live per fused kernel) stay in L2 around 4-8k lanes;
-# 16k lanes and more ran 2-4x slower on a 2-core EPYC (benchmarks/lyapunov.py).
-_FAST_LANES = {4: 8192, 8: 4096}
+# 16k lanes and more ran 2-4x slower on a 2-core EPYC (benchmarks/lyapunov.py). 32 lanes short
+# of a power of two: rows 2**k lanes apart alias in the cache (measured: 4,096 float64 lanes
+# ~15 % slower than 4,092).
+_FAST_LANES = {4: 8160, 8: 4064}
 
 
 def _fast_block(nw: int, itemsize: int) -> int:
@@ -782,21 +776,58 @@ def _fast_block(nw: int, itemsize: int) -> int:
     return max(1, _FAST_LANES.get(itemsize, 4096) // max(nw, 1))
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ("dtype",))
-def _windowed_fast(traj, *, window, stride, m, d, t, s, r, quantize, dtype):
-    """One-box attempt on a weight block: traj (T, C) (cast to dtype here, exactly) ->
-    le (n_windows, C), status (n_windows, C), easy (): whether the one-box path was exact for
-    every window of the block (else the caller recomputes the block on the general path)."""
-    traj = traj.astype(dtype)
-    T, C = traj.shape
-    nw = n_windows(T, window, stride)
-    exact = traj.dtype == jnp.float64
-    xs, eps0, status = _prepare(_windows(traj, window, stride), r, quantize, exact, m, d, s, t)
+def _onebox_width(lanes: int, itemsize: int) -> int:
+    """Lanes of the compiled one-box block (:func:`_onebox_block`) for ``lanes`` lanes of work.
+
+    Wide work runs in blocks of ``_FAST_LANES``; narrower work is padded to the next power of
+    two from 128 (and one weight with more windows than ``_FAST_LANES`` to the next power of two
+    above). So the kernel, which takes ~10 s to compile for the paper's windows of 50, compiles
+    for a handful of shapes per (window, options, dtype), whatever the trajectory length, the
+    number of weights or the population size (it used to compile for every (T, weights) shape).
+    Widths that are multiples of 32 (all of these) also keep float32 results independent of the
+    block a lane sits in (measured: blocks of 16 to 8192 lanes, shifted lanes, bit for bit; a
+    48-lane block was not).
+    """
+    cap = _FAST_LANES.get(itemsize, 4096)
+    pow2 = max(128, 1 << max(lanes - 1, 0).bit_length())
+    return pow2 if lanes > cap else min(cap, pow2)
+
+
+@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize", "dtype"))
+def _onebox_block(x, *, m, d, t, s, r, quantize, dtype):
+    """One-box attempt on a block of windows x (L, width), lanes last, cast to dtype here (float32
+    -> float64 is exact; callers send float32 data as is) ->
+    slope (width,), status (width,) int8, easy () (whether the one-box path was exact for every
+    lane: else the caller redoes the block on the general path). Lanes are independent, so a
+    lane's result does not depend on the block it sits in; padding lanes are constant (status
+    CONSTANT, dropped). The one compiled program of :func:`windowed_le` and :func:`window_le`."""
+    x = x.astype(dtype)
+    exact = x.dtype == jnp.float64
+    xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
     easy = jnp.all((eps0 > 1) | (status != Status.OK))
     lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
     S = _finish(lyap, found)
     slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
-    return slope.reshape(nw, C), status.reshape(nw, C), easy
+    return slope, status, easy
+
+
+def _window_lanes(traj, *, window, stride, width):
+    """traj (T, C) -> the windows (window, width): window k of weight c in lane k * C + c, lanes
+    past n_windows * C constant 0. NumPy data is cut on the host (XLA:CPU's gather took ~25 % of
+    the kernel's time), JAX arrays on their device; both are cheap, unlike the kernel they feed."""
+    if isinstance(traj, jax.Array):
+        return _window_lanes_jit(traj, window=window, stride=stride, width=width)
+    T, C = traj.shape
+    idx = stride * np.arange(n_windows(T, window, stride))[None, :] + np.arange(window)[:, None]
+    x = np.zeros((window, width), traj.dtype)
+    x[:, : idx.shape[1] * C] = traj[idx].reshape(window, -1)
+    return jnp.asarray(x)
+
+
+@functools.partial(jax.jit, static_argnames=("window", "stride", "width"))
+def _window_lanes_jit(traj, *, window, stride, width):
+    x = _windows(traj, window, stride)
+    return jnp.pad(x, ((0, 0), (0, width - x.shape[1])))
 
 
 def windowed_le(
@@ -831,8 +862,9 @@ def windowed_le(
         (float32) or "auto" (by dtype).
       chunk_size: weights per device step of the general (boxed) path, taken only for blocks
         with a window whose range exceeds r (or r=None), ~6 * 8 * (N-t) * N * n_windows bytes
-        per weight in float64; the one-box path runs fixed cache-sized blocks of 4096 (float64)
-        / 8192 (float32) windows, a few MB each (docs/scaling.md). Results do not depend on it.
+        per weight in float64; the one-box path runs fixed cache-sized blocks of 4064 (float64)
+        / 8160 (float32) windows, a few MB each, one compiled kernel for every trajectory length
+        and weight count (docs/scaling.md). Results do not depend on it.
       end_offset: the end steps' offset (see `jaxprune.windows.window_end_steps`); default
         ``window - stride``.
       params: a :class:`LyapunovParams` instead of the keywords.
@@ -865,11 +897,16 @@ def windowed_le(
         send = src if src in (np.dtype(np.float32), dtype) else dtype
         C = min(int(chunk_size), W)
 
-        def block(w0, w1, width):
+        def block(w0, w1, width, host=False):
             chunk = flat[:, w0:w1]
-            chunk = jnp.asarray(chunk if isinstance(chunk, jax.Array) else np.asarray(chunk), send)
-            if w1 - w0 < width:  # pad the last block (constant columns) to reuse the compiled step
-                chunk = jnp.pad(chunk, ((0, 0), (0, width - (w1 - w0))))
+            if host and not isinstance(chunk, jax.Array):  # cut into windows on the host
+                chunk = np.asarray(chunk, send)
+                pad = np.pad if w1 - w0 < width else None
+            else:
+                chunk = jnp.asarray(chunk if isinstance(chunk, jax.Array) else np.asarray(chunk), send)
+                pad = jnp.pad if w1 - w0 < width else None
+            if pad is not None:  # pad the last block (constant columns) to reuse the compiled step
+                chunk = pad(chunk, ((0, 0), (0, width - (w1 - w0))))
             return chunk
 
         def general(w0, w1, width):
@@ -884,20 +921,25 @@ def windowed_le(
         else:
             # one-box path in cache-sized blocks, dispatched ahead (no host sync per block); a
             # block with a window whose range exceeds r is redone on the general path
-            Cb = _fast_block(nw, np.dtype(dtype).itemsize)  # one compiled shape per (T, options)
+            # Cb weights per block, their windows side by side in `width` lanes (every block of a
+            # call the same; one compiled kernel per width, see _onebox_width)
+            Cb = min(_fast_block(nw, np.dtype(dtype).itemsize), W)
+            width = _onebox_width(Cb * nw, np.dtype(dtype).itemsize)
+            onebox = {k: kw[k] for k in ("m", "d", "t", "s", "r", "quantize")}
             pending: collections.deque = collections.deque()
 
             def collect():
                 w0, w1, (l_c, s_c, easy) = pending.popleft()
                 if bool(easy):
-                    le[:, w0:w1] = np.asarray(l_c)[:, : w1 - w0]
-                    status[:, w0:w1] = np.asarray(s_c)[:, : w1 - w0]
+                    le[:, w0:w1] = np.asarray(l_c)[: nw * Cb].reshape(nw, Cb)[:, : w1 - w0]
+                    status[:, w0:w1] = np.asarray(s_c)[: nw * Cb].reshape(nw, Cb)[:, : w1 - w0]
                 else:
                     general(w0, w1, Cb)
 
             for w0 in range(0, W, Cb):
                 w1 = min(w0 + Cb, W)
-                pending.append((w0, w1, _windowed_fast(block(w0, w1, Cb), dtype=dtype, **kw)))
+                x = _window_lanes(block(w0, w1, Cb, host=True), window=window, stride=stride, width=width)
+                pending.append((w0, w1, _onebox_block(x, dtype=dtype, **onebox)))
                 if len(pending) > 3:
                     collect()
             while pending:
@@ -926,7 +968,7 @@ def _slope_blocked(win, *, m, d, t, s, r, quantize):
     """win (L, B) -> slope (B,), status (B,) int8 under an outer jit, in cache-sized lane blocks.
 
     The lanes are padded to whole blocks (constant columns: status CONSTANT, dropped) and mapped
-    with ``lax.map``; each block takes the one-box path when :func:`_easy` holds for it, else the
+    with ``lax.map``; each block takes the one-box path when it is exact for every lane, else the
     general path. Results do not depend on the blocking (the one-box path is taken only where
     it is exact). Memory: one block's kernel temporaries at a time.
     """
@@ -946,43 +988,31 @@ def _slope_blocked(win, *, m, d, t, s, r, quantize):
     return slope.reshape(-1)[:B], status.reshape(-1)[:B]
 
 
-@functools.partial(jax.jit, static_argnames=("m", "d", "t", "s", "r", "quantize"))
-def _update_easy(win, *, m, d, t, s, r, quantize):
-    return _easy(win, r=r, quantize=quantize, m=m, d=d, s=s, t=t)
-
-
-@functools.partial(jax.jit, static_argnames=("width", "m", "d", "t", "s", "r", "quantize"))
-def _window_block(win, start, *, width, m, d, t, s, r, quantize):
-    """One-box attempt on lanes ``[start, start + width)`` of win (L, B) (start <= B - width,
-    traced: one compiled block for every block of a window) -> slope (width,), status (width,)
-    int8, easy () (whether the one-box path was exact for every lane of the block)."""
-    x = lax.dynamic_slice_in_dim(win, start, width, axis=1)
-    exact = x.dtype == jnp.float64
-    xs, eps0, status = _prepare(x, r, quantize, exact, m, d, s, t)
-    easy = jnp.all((eps0 > 1) | (status != Status.OK))
-    lyap, found, _ = _slope_onebox(xs, m=m, d=d, t=t, s=s, exact=exact)
-    S = _finish(lyap, found)
-    slope = jnp.where(status == Status.OK, S[1] - S[0], jnp.nan)
-    return slope, status, easy
-
-
-def _window_le_blocked(win, *, m, d, t, s, r, quantize):
-    """win (L, B) JAX array outside jit -> slope (B,), status (B,) int8, in the standalone
-    kernel's cache-sized lane blocks (`_FAST_LANES`), each a top-level jitted call dispatched
-    ahead (one host sync per window, for the blocks' ``easy`` flags); a block with a lane whose
-    range exceeds r is redone on the general path. The last block overlaps the one before it
-    (its start is clamped to ``B - width``) instead of being padded."""
+def _window_le_blocked(win, *, m, d, t, s, r, quantize, dtype):
+    """win (L, B) JAX array outside jit (float32 or dtype; the kernel computes in dtype) ->
+    slope (B,), status (B,) int8, in the standalone
+    kernel's lane blocks (:func:`_onebox_block` on `_onebox_width` lanes), each a top-level
+    jitted call dispatched ahead (one host sync per window, for the blocks' ``easy`` flags); a
+    block with a lane whose range exceeds r is redone on the general path. A window wider than
+    one block is cut into blocks whose last one overlaps the one before it (its start is clamped
+    to ``B - width``); a narrower one is padded with constant lanes."""
     L, B = win.shape
-    width = _FAST_LANES.get(win.dtype.itemsize, 4096)
+    itemsize = np.dtype(dtype).itemsize
+    width = _FAST_LANES.get(itemsize, 4096)
     kw = dict(m=m, d=d, t=t, s=s, r=r, quantize=quantize)
-    starts = [min(b0, B - width) for b0 in range(0, B, width)]
-    outs = [_window_block(win, jnp.int32(a), width=width, **kw) for a in starts]
+    if B <= width:
+        width = _onebox_width(B, itemsize)
+        starts, blocks = [0], [jnp.pad(win, ((0, 0), (0, width - B)))]
+    else:
+        starts = [min(b0, B - width) for b0 in range(0, B, width)]
+        blocks = [lax.dynamic_slice_in_dim(win, jnp.int32(a), width, axis=1) for a in starts]
+    outs = [_onebox_block(x, dtype=dtype, **kw) for x in blocks]
     slopes, stats = [], []
     for b0, a, (slope, status, easy) in zip(range(0, B, width), starts, outs):
         if not bool(easy):
-            slope, status = _update_jit(win[:, a : a + width], path="general", **kw)
-        slopes.append(slope[b0 - a :])
-        stats.append(status[b0 - a :])
+            slope, status = _update_jit(win[:, a : a + min(width, B)].astype(dtype), path="general", **kw)
+        slopes.append(slope[b0 - a : min(B, a + width) - a])
+        stats.append(status[b0 - a : min(B, a + width) - a])
     return jnp.concatenate(slopes), jnp.concatenate(stats)
 
 
@@ -1023,17 +1053,18 @@ def window_le(
         raise ValueError(f"win must have shape (window, n_weights), got {getattr(win, 'shape', None)}")
     _check_window(win.shape[0], 1, m, d, s, t)
     dtype = _resolve_dtype(win, mode)
-    win = jnp.asarray(win, dtype)
+    # float32 data (what training records) goes to the kernel as is: it casts exactly, and shares
+    # its compiled blocks with windowed_le's
+    win = jnp.asarray(win, jnp.float32 if np.dtype(getattr(win, "dtype", dtype)) == np.float32 else dtype)
     kw = dict(m=m, d=d, t=t, s=s, r=r, quantize=bool(quantize))
     if isinstance(win, jax.core.Tracer):  # under an outer jit: decide on device, per block
-        return _slope_blocked(win, **kw)
-    if r is not None and win.shape[1] > _FAST_LANES.get(win.dtype.itemsize, 4096):
-        # the standalone kernel's blocking: a 41,000-lane window in one piece ran ~2.6x slower
-        # (its per-lane vectors fall out of cache), in lax.map blocks under jit ~1.9x
-        return _window_le_blocked(win, **kw)
-    # one small host sync per window picks the path (faster than lax.cond on CPU)
-    path = "onebox" if bool(_update_easy(win, **kw)) else "general"
-    return _update_jit(win, path=path, **kw)
+        return _slope_blocked(win.astype(dtype), **kw)
+    if r is None:  # eps0 = 1e-3: the boxed path throughout
+        return _update_jit(win.astype(dtype), path="general", **kw)
+    # the standalone kernel's blocks (a 41,000-lane window in one piece ran ~2.6x slower: its
+    # per-lane vectors fall out of cache; in lax.map blocks under jit ~1.9x), one small host
+    # sync per window for the path (faster than lax.cond on CPU)
+    return _window_le_blocked(win, dtype=dtype, **kw)
 
 
 # Deprecated name of `window_le` (it has no state: "update" misled); kept for one release.
@@ -1090,7 +1121,10 @@ class LyapunovStream:
         stored)."""
         if tuple(win.shape) != (self.window, self.n_weights):
             raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, got {tuple(win.shape)}")
-        slope, status = window_le(jnp.asarray(win, self.dtype), **self.opts)
+        # float32 windows (training's) go as is: window_le casts them exactly, in the kernel
+        win = jnp.asarray(win) if np.dtype(getattr(win, "dtype", None)) == np.float32 else jnp.asarray(win, self.dtype)
+        mode = "parity" if np.dtype(self.dtype) == np.float64 else "fast"
+        slope, status = window_le(win, mode=mode, **self.opts)
         self._le.append(np.asarray(slope))
         self._status.append(np.asarray(status))
         return slope

@@ -154,6 +154,23 @@ def test_windowed_matches_numpy_and_lyap_r(r):
     np.testing.assert_allclose(got.le, np.asarray(res.S[..., 1] - res.S[..., 0]), atol=1e-13, rtol=0)
 
 
+def test_one_compiled_kernel_for_every_trajectory_length_and_width():
+    """The one-box kernel takes cut windows in fixed lane blocks: trajectories of other lengths
+    and widths, and single windows, reuse its compiled program (one per block width), with the
+    results of the NumPy loop."""
+    ly._onebox_block(
+        jnp.zeros((50, 128), jnp.float32), m=2, d=1, t=0, s=20, r=20.0, quantize=False, dtype=np.dtype("float64")
+    )
+    n = ly._onebox_block._cache_size()
+    for T, W in [(230, 9), (95, 30), (140, 21)]:  # 45, 60, 63 lanes: one 128-lane block each
+        traj = _traj(T=T, W=W, seed=T)
+        got = windowed_le(traj, mode="parity")
+        np.testing.assert_allclose(got.le, windowed_le_numpy(traj.astype(np.float64)), atol=1e-12, rtol=0)
+        one = ly.window_le(jnp.asarray(traj[:50]), mode="parity")
+        np.testing.assert_array_equal(np.asarray(one[0]), got.le[0])
+    assert ly._onebox_block._cache_size() == n
+
+
 def test_windowed_chunking_and_shapes():
     traj = _traj(T=200, W=12)
     a = windowed_le(traj, chunk_size=5, mode="parity")
@@ -176,9 +193,9 @@ def test_stream_equals_windowed():
     np.testing.assert_array_equal(out.le, ref.le)
     np.testing.assert_array_equal(out.end_steps, ref.end_steps)
     # jitted once: a second window of the same shape does not recompile
-    n = ly._update_jit._cache_size()
+    n = ly._onebox_block._cache_size(), ly._update_jit._cache_size()
     windowed_le_update(jnp.asarray(traj[:50]), mode="parity")
-    assert ly._update_jit._cache_size() == n
+    assert (ly._onebox_block._cache_size(), ly._update_jit._cache_size()) == n
 
 
 def test_batched_equals_unbatched_and_jit_equals_eager():
@@ -467,15 +484,20 @@ def test_streaming_outside_jit_in_standalone_lane_blocks(monkeypatch):
     traj = _traj(T=95, W=45, seed=12)
     traj[:, 20] *= 5e4  # interval > r = 20: the block at 16 needs the general path
     calls = []
-    block = ly._window_block
-    monkeypatch.setattr(ly, "_window_block", lambda *a, **k: calls.append(1) or block(*a, **k))
+    block = ly._onebox_block
+    monkeypatch.setattr(ly, "_onebox_block", lambda x, **k: calls.append(x.shape) or block(x, **k))
+    window_calls = []
     for mode in ("parity", "fast"):
         want = windowed_le(traj, mode=mode)
+        n = len(calls)
         got = [ly.window_le(jnp.asarray(traj[45 * k : 45 * k + 50]), mode=mode) for k in range(2)]
+        window_calls += calls[n:]
         np.testing.assert_array_equal(np.stack([np.asarray(g[0]) for g in got]), want.le)
         np.testing.assert_array_equal(np.stack([np.asarray(g[1]) for g in got]), want.status)
         assert got[0][1].dtype == jnp.int8 and got[0][0].shape == (45,)
-    assert len(calls) == 2 * 2 * 3  # modes x windows x blocks: the blocked path ran
+    # modes x windows x blocks: the blocked path ran, each block the kernel's one shape, which
+    # windowed_le's blocks (8 weights x 2 windows) share
+    assert window_calls == [(50, 16)] * (2 * 2 * 3) and set(calls) == {(50, 16)}
     ref = windowed_le_numpy(traj[:50, 20].astype(np.float64))[0]
     np.testing.assert_allclose(np.asarray(got[0][0])[20], ref, rtol=2e-5)
 

@@ -48,8 +48,8 @@ def test_long_window_bit_exact_vs_reference(window):
 
 def _hlo_lines(window, stride):
     traj = jnp.zeros((window + stride, 4), jnp.float32)
-    kw = {"window": window, "stride": stride, "m": 2, "d": 1, "t": 0, "s": 20, "r": 20.0, "quantize": False}
-    fast = ly._windowed_fast.lower(traj, dtype=np.float64, **kw).as_text().count("\n")
+    kw = {"m": 2, "d": 1, "t": 0, "s": 20, "r": 20.0, "quantize": False, "dtype": np.float64}
+    fast = ly._onebox_block.lower(jnp.zeros((window, 8), jnp.float32), **kw).as_text().count("\n")
     step = jax.jit(lambda w: windowed_le_update(w, mode="parity"))
     stream = step.lower(traj[:window]).as_text().count("\n")
     return fast, stream
