@@ -899,14 +899,11 @@ def windowed_le(
 
         def block(w0, w1, width, host=False):
             chunk = flat[:, w0:w1]
-            if host and not isinstance(chunk, jax.Array):  # cut into windows on the host
-                chunk = np.asarray(chunk, send)
-                pad = np.pad if w1 - w0 < width else None
-            else:
-                chunk = jnp.asarray(chunk if isinstance(chunk, jax.Array) else np.asarray(chunk), send)
-                pad = jnp.pad if w1 - w0 < width else None
-            if pad is not None:  # pad the last block (constant columns) to reuse the compiled step
-                chunk = pad(chunk, ((0, 0), (0, width - (w1 - w0))))
+            # host=True: NumPy data stays on the host, to be cut into windows there
+            xp = np if host and not isinstance(chunk, jax.Array) else jnp
+            chunk = xp.asarray(chunk if isinstance(chunk, jax.Array) else np.asarray(chunk), send)
+            if w1 - w0 < width:  # pad the last block (constant columns) to reuse the compiled step
+                chunk = xp.pad(chunk, ((0, 0), (0, width - (w1 - w0))))
             return chunk
 
         def general(w0, w1, width):
@@ -1112,6 +1109,7 @@ class LyapunovStream:
         if mode not in ("parity", "fast"):
             raise ValueError("mode must be 'parity' or 'fast'")
         self.dtype = _resolve_dtype(np.zeros(0, np.float32), mode)
+        self._mode = mode
         self.n_weights, self.window, self.stride, self.end_offset = n_weights, window, stride, end_offset
         self._le: list[np.ndarray] = []
         self._status: list[np.ndarray] = []
@@ -1122,9 +1120,9 @@ class LyapunovStream:
         if tuple(win.shape) != (self.window, self.n_weights):
             raise ValueError(f"expected a window of shape {(self.window, self.n_weights)}, got {tuple(win.shape)}")
         # float32 windows (training's) go as is: window_le casts them exactly, in the kernel
-        win = jnp.asarray(win) if np.dtype(getattr(win, "dtype", None)) == np.float32 else jnp.asarray(win, self.dtype)
-        mode = "parity" if np.dtype(self.dtype) == np.float64 else "fast"
-        slope, status = window_le(win, mode=mode, **self.opts)
+        if getattr(win, "dtype", None) != np.float32:
+            win = jnp.asarray(win, self.dtype)
+        slope, status = window_le(win, mode=self._mode, **self.opts)
         self._le.append(np.asarray(slope))
         self._status.append(np.asarray(status))
         return slope
